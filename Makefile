@@ -1,0 +1,50 @@
+# voicescrub — every target installs what it needs first (`make setup`), so a fresh clone works.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+LAKE    ?= lake
+SF      ?= 1
+SEED    ?= 42
+LAYOUT  ?= date
+WORKERS ?= 0
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint generate sql bench bench-generate lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv from the pinned requirements.lock
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+test: setup ## run the test suite
+	$(BIN)/python -m pytest -q
+
+lint: setup ## ruff
+	$(BIN)/ruff check .
+
+generate: setup ## generate a lake: make generate LAKE=lake SF=1 LAYOUT=date
+	$(BIN)/voicescrub generate --out $(LAKE) --sf $(SF) --seed $(SEED) --layout $(LAYOUT) --workers $(WORKERS)
+
+sql: setup ## interactive DuckDB over the lake: make sql LAKE=lake
+	$(BIN)/voicescrub shell --lake $(LAKE)
+
+bench-generate: setup ## benchmark the generator against DuckDB dbgen and Faker
+	$(BIN)/python -m pytest bench/test_generate_bench.py --benchmark-only -q -s
+
+bench: setup ## the benchmark (generates a lake if missing, writes the report)
+	$(MAKE) bench-generate
+
+lock: ## re-pin requirements.lock from pyproject.toml (needs network to PyPI)
+	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile pyproject.toml --group dev \
+		--generate-hashes --python-version 3.11 --no-header -o requirements.lock
+
+clean: ## remove .venv, generated lakes and results
+	rm -rf $(VENV) $(LAKE) bench/results .pytest_cache .ruff_cache .benchmarks

@@ -1,0 +1,374 @@
+"""Generate a whole lake: units of work in parallel processes, streamed to Parquet.
+
+A unit is one partition of one region: (region, date) or (region, bucket) for the facts, a
+region for the dimensions. It writes every table of that partition, then copies the files to the
+paired replica region. Memory is bounded by `chunk_rows` rows in flight per worker and
+`max_file_rows` rows of shared key columns per file, never by the scale factor.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from generators import dims
+from generators.audio import AudioSynth
+from generators.config import GENERATOR_VERSION, ConfigError, LakeConfig
+from generators.facts import Core, FactGenerator
+from generators.population import Population, bucket_of_ints, bucket_of_strings
+from generators.schemas import (
+    DIMENSION_TABLES,
+    FACT_TABLES,
+    SCHEMA_VERSION,
+    TABLES,
+)
+from generators.vocab import Vocab, build_vocab
+from generators.writer import TableFile, writer_settings
+
+MANIFEST = "_lake.json"
+SPILL = "_spill"
+MAX_FILE_ROWS = 2_000_000
+CUSTOMER_SLICE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Unit:
+    kind: str  # "dims" | "facts" | "merge"
+    region: int
+    part: int = 0  # day index (date layout) or bucket
+    table: str = ""  # for "merge"
+    customers: np.ndarray | None = None  # bucket layout: the bucket's customers
+
+
+# --- worker state: built once per process ----------------------------------------------------
+_STATE: dict = {}
+
+
+def _init_worker(cfg: LakeConfig, vocab: Vocab, out: str) -> None:
+    pop = Population(cfg, vocab)
+    _STATE.update(cfg=cfg, pop=pop, out=Path(out),
+                  facts=FactGenerator(pop, AudioSynth(cfg.seed, cfg.audio_bytes)))
+
+
+def _run_unit(unit: Unit) -> list[dict]:
+    if unit.kind == "dims":
+        return _dims_unit(unit)
+    if unit.kind == "facts":
+        return _facts_unit(unit)
+    return _merge_unit(unit)
+
+
+# --- paths -------------------------------------------------------------------------------
+def partition_dir(cfg: LakeConfig, table: str, region: str, origin: str, part: int) -> str:
+    if TABLES[table].kind == "dimension":
+        return f"{table}/region={region}"
+    leaf = (f"date={cfg.dates[part].isoformat()}" if cfg.layout == "date"
+            else f"bucket={part:03d}")
+    return f"{table}/region={region}/origin={origin}/{leaf}"
+
+
+def _file_record(table: str, region: str, origin: str, rel: str, stats: dict) -> dict:
+    return {"table": table, "region": region, "origin": origin, "path": rel, **stats}
+
+
+def _finish(files: dict[str, TableFile], region: str, part: int) -> list[dict]:
+    """Close a unit's files and copy them to the replica region."""
+    cfg, out = _STATE["cfg"], _STATE["out"]
+    records = []
+    replica = cfg.replica_of().get(region)
+    for table, tf in files.items():
+        stats = tf.close()
+        if stats is None:
+            continue
+        rel = str(tf.path.relative_to(out))
+        records.append(_file_record(table, region, region, rel, stats))
+        if replica and TABLES[table].kind == "fact":
+            rrel = f"{partition_dir(cfg, table, replica, region, part)}/{tf.path.name}"
+            (out / rrel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tf.path, out / rrel)
+            records.append(_file_record(table, replica, region, rrel, stats))
+    return records
+
+
+def _open(table: str, region: str, part: int, index: int = 0) -> TableFile:
+    cfg, out = _STATE["cfg"], _STATE["out"]
+    spec = TABLES[table]
+    rel = f"{partition_dir(cfg, table, region, region, part)}/part-{index:05d}.parquet"
+    return TableFile(out / rel, spec.file_schema(cfg.layout),
+                     writer_settings(spec, cfg.layout, cfg))
+
+
+# --- dimension unit ----------------------------------------------------------------------
+def _dims_unit(unit: Unit) -> list[dict]:
+    cfg, pop = _STATE["cfg"], _STATE["pop"]
+    region = cfg.regions[unit.region]
+    files = {t: _open(t, region, 0) for t in DIMENSION_TABLES}
+    for lo in range(1, cfg.n_customers + 1, CUSTOMER_SLICE):
+        cid = np.arange(lo, min(lo + CUSTOMER_SLICE, cfg.n_customers + 1), dtype=np.int64)
+        cid = cid[pop.home(cid) == unit.region]
+        for start in range(0, len(cid), cfg.chunk_rows // 4):
+            part = cid[start:start + cfg.chunk_rows // 4]
+            files["customers"].write(dims.customers(pop, part))
+            files["devices"].write(dims.devices(pop, part))
+            files["skill_links"].write(dims.skill_links(pop, part))
+    return _finish(files, region, 0)
+
+
+# --- fact unit ---------------------------------------------------------------------------
+def _unit_cells(unit: Unit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cfg, fg = _STATE["cfg"], _STATE["facts"]
+    if cfg.layout == "bucket":
+        return fg.cells(unit.customers, np.arange(cfg.days), unit.region)
+    parts = []
+    for lo in range(1, cfg.n_customers + 1, CUSTOMER_SLICE):
+        cid = np.arange(lo, min(lo + CUSTOMER_SLICE, cfg.n_customers + 1), dtype=np.int64)
+        parts.append(fg.cells(cid, np.array([unit.part]), unit.region))
+    return tuple(np.concatenate(a) for a in zip(*parts, strict=True))
+
+
+def _split_files(n: np.ndarray) -> Iterator[slice]:
+    """Cells grouped into files of at most MAX_FILE_ROWS recordings (customer ranges)."""
+    ends = np.cumsum(n)
+    start = 0
+    while start < len(n):
+        base = ends[start - 1] if start else 0
+        stop = int(np.searchsorted(ends, base + MAX_FILE_ROWS, side="right"))
+        stop = max(stop, start + 1)
+        yield slice(start, stop)
+        start = stop
+
+
+def _facts_unit(unit: Unit) -> list[dict]:
+    cfg, fg = _STATE["cfg"], _STATE["facts"]
+    region = cfg.regions[unit.region]
+    c, d, n = _unit_cells(unit)
+    records: list[dict] = []
+    direct = ("recordings", "audio", "transcripts", "usage_daily")
+    if cfg.layout == "date":
+        direct += ("actions", "skill_events")
+    for index, cells in enumerate(_split_files(n)):
+        core = fg.core(c[cells], d[cells], n[cells], unit.region)
+        if cfg.layout == "date":
+            order = np.lexsort((core.key, core.started_at))
+        else:
+            order = np.lexsort((core.key, core.started_at, core.cid))
+        core = core.take(order)
+        files = {t: _open(t, region, unit.part, index) for t in direct}
+        files["usage_daily"].write(fg.usage_daily(core, with_date=cfg.layout == "bucket"))
+        spills: dict[str, list[pa.Table]] = {"actions": [], "skill_events": []}
+        step = _chunk_rows(cfg)
+        for lo in range(0, len(core), step):
+            x: Core = core.take(slice(lo, lo + step))
+            files["recordings"].write(fg.recordings(x))
+            files["audio"].write(fg.audio_table(x))
+            transcripts, actions, events = fg.text_tables(x, unit.region)
+            files["transcripts"].write(transcripts)
+            if cfg.layout == "date":
+                files["actions"].write(actions)
+                files["skill_events"].write(events)
+            else:
+                spills["actions"].append(actions)
+                spills["skill_events"].append(events)
+        records += _finish(files, region, unit.part)
+        if cfg.layout == "bucket":
+            _spill(unit, index, spills)
+    return records
+
+
+def _chunk_rows(cfg: LakeConfig) -> int:
+    """Rows generated at once: bounded so the audio payloads of a chunk stay near 64 MiB."""
+    return max(256, min(cfg.chunk_rows, (64 << 20) // cfg.audio_bytes))
+
+
+# --- bucket layout: actions and skill events are bucketed by their own key -----------------
+def _spill(unit: Unit, index: int, spills: dict[str, list[pa.Table]]) -> None:
+    """Route rows to the bucket of the key they carry, as Arrow IPC spill files."""
+    cfg, out = _STATE["cfg"], _STATE["out"]
+    for table, parts in spills.items():
+        if not parts:
+            continue
+        t = pa.concat_tables(parts)
+        if not t.num_rows:
+            continue
+        key = TABLES[table].bucket_key
+        if key == "recording_id":
+            b = bucket_of_ints(t[key].to_numpy(), cfg.n_buckets)
+        else:
+            b = bucket_of_strings(t[key].to_pylist(), cfg.n_buckets)
+        order = np.argsort(b, kind="stable")
+        b_sorted = b[order]
+        t = t.take(order)
+        bounds = np.searchsorted(b_sorted, np.arange(cfg.n_buckets + 1))
+        for bucket in range(cfg.n_buckets):
+            lo, hi = bounds[bucket], bounds[bucket + 1]
+            if hi == lo:
+                continue
+            d = out / SPILL / table / f"region={unit.region}" / f"bucket={bucket:03d}"
+            d.mkdir(parents=True, exist_ok=True)
+            with ipc.new_file(d / f"from-{unit.part:03d}-{index:03d}.arrow", t.schema) as w:
+                w.write_table(t.slice(lo, hi - lo))
+
+
+def _merge_unit(unit: Unit) -> list[dict]:
+    cfg, out = _STATE["cfg"], _STATE["out"]
+    region = cfg.regions[unit.region]
+    d = out / SPILL / unit.table / f"region={unit.region}" / f"bucket={unit.part:03d}"
+    spec = TABLES[unit.table]
+    sources = sorted(d.glob("*.arrow")) if d.exists() else []
+    if not sources:
+        return []
+    t = pa.concat_tables(ipc.open_file(p).read_all() for p in sources)
+    t = t.sort_by([(c, "ascending") for c in spec.sort_bucket])
+    tf = _open(unit.table, region, unit.part)
+    tf.write(t)
+    records = _finish({unit.table: tf}, region, unit.part)
+    shutil.rmtree(d)
+    return records
+
+
+# --- orchestration -------------------------------------------------------------------------
+def plan_units(cfg: LakeConfig) -> tuple[list[Unit], list[Unit]]:
+    """Units of the first phase (dims + facts) and of the second (bucket merges)."""
+    first = [Unit("dims", r) for r in range(len(cfg.regions))]
+    if cfg.layout == "date":
+        first += [Unit("facts", r, d) for d in range(cfg.days) for r in range(len(cfg.regions))]
+        return first, []
+    cid = np.arange(1, cfg.n_customers + 1, dtype=np.int64)
+    b = bucket_of_ints(cid, cfg.n_buckets)
+    order = np.argsort(b, kind="stable")
+    bounds = np.searchsorted(b[order], np.arange(cfg.n_buckets + 1))
+    for bucket in range(cfg.n_buckets):
+        members = cid[order[bounds[bucket]:bounds[bucket + 1]]]
+        first += [Unit("facts", r, bucket, customers=members) for r in range(len(cfg.regions))]
+    second = [Unit("merge", r, bucket, table=t) for t in ("actions", "skill_events")
+              for bucket in range(cfg.n_buckets) for r in range(len(cfg.regions))]
+    return first, second
+
+
+def check_output(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ConfigError(f"--out {out} is not empty (use --force to replace it)")
+
+
+def generate(cfg: LakeConfig, out: Path, force: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write the lake under `out` and return its manifest."""
+    check_output(out, force)
+    t0 = time.perf_counter()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    vocab = build_vocab(cfg.seed)
+    first, second = plan_units(cfg)
+    total = len(first) + len(second)
+    done = 0
+    records: list[dict] = []
+
+    def tick(recs: list[dict]) -> None:
+        nonlocal done
+        records.extend(recs)
+        done += 1
+        if progress:
+            progress(done, total)
+
+    if cfg.n_workers == 1:
+        _init_worker(cfg, vocab, str(out))
+        for unit in first + second:
+            tick(_run_unit(unit))
+    else:
+        # Each worker is single-threaded: parallelism comes from the processes.
+        env = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            ctx = mp.get_context("spawn")
+            with ProcessPoolExecutor(cfg.n_workers, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(cfg, vocab, str(out))) as pool:
+                for phase in (first, second):
+                    futures = [pool.submit(_run_unit, u) for u in phase]
+                    for f in as_completed(futures):
+                        tick(f.result())
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    shutil.rmtree(out / SPILL, ignore_errors=True)
+    manifest = build_manifest(cfg, records, time.perf_counter() - t0)
+    write_manifest(out, manifest)
+    return manifest
+
+
+def build_manifest(cfg: LakeConfig, records: list[dict], seconds: float) -> dict:
+    records.sort(key=lambda r: r["path"])
+    tables = {}
+    for name, spec in TABLES.items():
+        recs = [r for r in records if r["table"] == name]
+        primary = [r for r in recs if r["region"] == r["origin"]]
+        by_region = {reg: sum(r["rows"] for r in primary if r["region"] == reg)
+                     for reg in cfg.regions}
+        tables[name] = {
+            "kind": spec.kind,
+            "keys": list(spec.keys),
+            "reach": spec.reach,
+            "rows": sum(by_region.values()),
+            "rows_by_region": by_region,
+            "replica_rows": sum(r["rows"] for r in recs if r["region"] != r["origin"]),
+            "bytes": sum(r["bytes"] for r in recs),
+            "schema": {f.name: str(f.type) for f in spec.file_schema(cfg.layout)},
+            "sort": list(spec.sort_date if cfg.layout == "date" else spec.sort_bucket),
+            "bucket_key": spec.bucket_key if cfg.layout == "bucket" else None,
+            "writer": writer_settings(spec, cfg.layout, cfg),
+            "files": [{k: r[k] for k in ("path", "region", "origin", "rows", "bytes")}
+                      for r in recs],
+        }
+    return {
+        "generator": "voicescrub",
+        "generator_version": GENERATOR_VERSION,
+        "schema_version": SCHEMA_VERSION,
+        "seed": cfg.seed,
+        "sf": cfg.sf,
+        "layout": cfg.layout,
+        "regions": list(cfg.regions),
+        "replicas": cfg.replica_of(),
+        "partitioning": {
+            "dimension": "<table>/region=<home region>/",
+            "fact": ("<table>/region=<stored region>/origin=<origin region>/"
+                     + ("date=YYYY-MM-DD/" if cfg.layout == "date" else "bucket=NNN/")),
+            "replica_rule": "a fact row is a replica copy when region != origin",
+        },
+        "buckets": ({"count": cfg.n_buckets,
+                     "int_keys": "splitmix64(uint64(key)) % count",
+                     "string_keys": "crc32(utf8(key)) % count"}
+                    if cfg.layout == "bucket" else None),
+        "config": cfg.to_json(),
+        "generation_seconds": round(seconds, 3),
+        "tables": tables,
+    }
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, out / MANIFEST)
+
+
+def read_manifest(lake: Path) -> dict:
+    path = Path(lake) / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"{lake} has no {MANIFEST}: not a voicescrub lake")
+    return json.loads(path.read_text())

@@ -1,0 +1,172 @@
+"""Who the customers are and where they speak: pure functions of (seed, customer_id, day).
+
+Nothing here is stored per customer: every attribute is recomputed from the id by hashing, so a
+worker can take any slice of customers, days or regions and agree with every other worker.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import polars as pl
+
+from generators import rng
+from generators.config import RECORDINGS_PER_CUSTOMER, LakeConfig
+from generators.vocab import COUNTRY, DIAL, EMAIL_DOMAINS, LANGUAGE, REGION_LOCALES, Vocab
+
+REGION_WEIGHT = {"us-east-1": 0.28, "us-west-2": 0.16, "eu-west-1": 0.18, "eu-central-1": 0.15,
+                 "ap-northeast-1": 0.14, "sa-east-1": 0.09}
+UTC_OFFSET_H = {"us-east-1": -5, "us-west-2": -8, "eu-west-1": 0, "eu-central-1": 1,
+                "ap-northeast-1": 9, "sa-east-1": -3}
+PARETO_ALPHA, PARETO_CAP = 1.5, 40.0
+MAX_PER_DAY = 4095  # a recording key holds the sequence number in 12 bits
+N_DEVICE_CUM = np.cumsum([0.35, 0.30, 0.20, 0.10, 0.05])  # 1..5 devices
+N_SKILL_CUM = np.cumsum([0.30, 0.20, 0.15, 0.12, 0.10, 0.08, 0.05])  # 0..6 linked skills
+SKILL_STRIDE = 419  # distinct skills per customer: k * 419 mod n_skills never repeats for k < 7
+
+
+class Population:
+    """Per-customer attributes under one config and vocabulary."""
+
+    def __init__(self, cfg: LakeConfig, vocab: Vocab) -> None:
+        self.cfg, self.vocab = cfg, vocab
+        s = cfg.seed
+        self.st = {n: rng.salt(s, n) for n in (
+            "home", "activity", "travel", "travel_on", "travel_to", "devices", "skills",
+            "skill_base", "count", "first", "last", "afirst", "alast", "domain", "street",
+            "house", "city", "plan", "signup", "device", "device_type", "device_name", "room",
+            "firmware", "registered", "linked", "skill_user")}
+        w = np.array([REGION_WEIGHT.get(r, 0.1) for r in cfg.regions])
+        self.home_cum = np.cumsum(w / w.sum())
+        self.n_regions = len(cfg.regions)
+        a, cap = PARETO_ALPHA, PARETO_CAP
+        self.w_mean = a / (a - 1) - cap ** (1 - a) / (a - 1)
+        dow = np.array([1.2 if d.weekday() >= 5 else 0.92 for d in cfg.dates])
+        self.dow = dow / dow.mean()
+        self.n_skills = len(vocab.skills)
+
+    # --- customer attributes -------------------------------------------------------------
+    def home(self, cid: np.ndarray) -> np.ndarray:
+        """Home region index of each customer."""
+        return rng.choice(cid, self.st["home"], self.home_cum)
+
+    def activity(self, cid: np.ndarray) -> np.ndarray:
+        """Mean recordings per day: pareto-tailed (a few heavy users), mean fixed by config."""
+        u = rng.uniform(cid, self.st["activity"])
+        w = np.minimum((1.0 - u) ** (-1.0 / PARETO_ALPHA), PARETO_CAP) / self.w_mean
+        return w * (RECORDINGS_PER_CUSTOMER / self.cfg.days)
+
+    def n_devices(self, cid: np.ndarray) -> np.ndarray:
+        return rng.choice(cid, self.st["devices"], N_DEVICE_CUM) + 1
+
+    def n_linked_skills(self, cid: np.ndarray) -> np.ndarray:
+        return rng.choice(cid, self.st["skills"], N_SKILL_CUM)
+
+    def linked_skill(self, cid: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """skill_id (1-based) of the customer's k-th linked skill; popular skills come first."""
+        base = (rng.uniform(cid, self.st["skill_base"]) ** 2 * self.n_skills).astype(np.int64)
+        return (base + k * SKILL_STRIDE) % self.n_skills + 1
+
+    def device_id(self, cid: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return rng.scramble63((cid << 3) | k, self.st["device"])
+
+    def skill_user_id(self, cid: np.ndarray, skill_id: np.ndarray) -> pl.Series:
+        """The pseudonym a skill sees: an opaque string, one per (customer, skill)."""
+        x = rng.scramble63((cid << 10) | skill_id, self.st["skill_user"]).astype(np.uint64)
+        return hex_strings(x, "amzn1.ask.account.")
+
+    def location(self, cid: np.ndarray, day: np.ndarray, home: np.ndarray) -> np.ndarray:
+        """Region index each customer speaks from on each day: home, or travelling."""
+        key = (cid << 12) | day
+        frequent = rng.uniform(cid, self.st["travel"]) < 0.15
+        p = np.where(frequent, 0.08, 0.01)
+        away = rng.uniform(key, self.st["travel_on"]) < p
+        if self.n_regions == 1:
+            return home
+        other = (home + 1 + rng.below(key, self.st["travel_to"], self.n_regions - 1)) \
+            % self.n_regions
+        return np.where(away, other, home)
+
+    def counts(self, cid: np.ndarray, day: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """Recordings of each (customer, day) cell: Poisson around the customer's activity."""
+        key = (cid << 12) | day
+        return np.minimum(rng.poisson(key, self.st["count"], lam * self.dow[day]), MAX_PER_DAY)
+
+    # --- PII (dimension columns, also spoken in some transcripts) ---------------------------
+    def pii(self, cid: np.ndarray, home: np.ndarray | None = None) -> pl.DataFrame:
+        """customer_id, full_name, email, phone, street_address, city, country, language."""
+        if home is None:
+            home = self.home(cid)
+        v, st = self.vocab, self.st
+        n = len(cid)
+        parts = {k: np.empty(n, dtype=object) for k in ("full_name", "street_address", "city",
+                                                          "country", "language", "dial")}
+        for r_idx, region in enumerate(self.cfg.regions):
+            m = home == r_idx
+            if not m.any():
+                continue
+            loc = REGION_LOCALES[region]
+            c = cid[m]
+            first = v.first_names[loc][rng.below(c, st["first"], len(v.first_names[loc]))]
+            last = v.last_names[loc][rng.below(c, st["last"], len(v.last_names[loc]))]
+            street = v.streets[loc][rng.below(c, st["street"], len(v.streets[loc]))]
+            house = rng.below(c, st["house"], 199) + 1
+            if loc == "ja_JP":
+                parts["full_name"][m] = last + " " + first
+            else:
+                parts["full_name"][m] = first + " " + last
+            if loc in ("de_DE", "pt_BR"):
+                parts["street_address"][m] = street + " " + house.astype(str).astype(object)
+            else:
+                parts["street_address"][m] = house.astype(str).astype(object) + " " + street
+            parts["city"][m] = v.cities[loc][rng.below(c, st["city"], len(v.cities[loc]))]
+            parts["country"][m] = COUNTRY[loc]
+            parts["language"][m] = LANGUAGE[loc]
+            parts["dial"][m] = DIAL[loc]
+        # Unique by construction: the email carries the id, the phone is a bijection of it.
+        number = (cid * 7_777_777 + 123_456_789) % 1_000_000_000
+        df = pl.DataFrame({
+            "customer_id": cid,
+            "afirst": v.ascii_first[rng.below(cid, st["afirst"], len(v.ascii_first))],
+            "alast": v.ascii_last[rng.below(cid, st["alast"], len(v.ascii_last))],
+            "domain": np.array(EMAIL_DOMAINS, dtype=object)[
+                rng.below(cid, st["domain"], len(EMAIL_DOMAINS))],
+            "number": number,
+            **{k: parts[k] for k in parts},
+        }, schema_overrides={k: pl.String for k in (*parts, "afirst", "alast", "domain")})
+        digits = pl.col("number").cast(pl.String).str.zfill(9)
+        return df.select(
+            "customer_id", "full_name",
+            pl.concat_str([pl.col("afirst"), pl.lit("."), pl.col("alast"),
+                           pl.col("customer_id").cast(pl.String), pl.lit("@"),
+                           pl.col("domain")]).alias("email"),
+            pl.concat_str([pl.col("dial"), pl.lit(" "), digits.str.slice(0, 3), pl.lit(" "),
+                           digits.str.slice(3, 3), pl.lit(" "), digits.str.slice(6, 3)])
+            .alias("phone"),
+            "street_address", "city", "country", "language",
+        )
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex_strings(x: np.ndarray, prefix: str) -> pl.Series:
+    """prefix + 16 lowercase hex digits of each uint64, built without a Python loop."""
+    x = x.astype(np.uint64)
+    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    digits = _HEX[((x[:, None] >> shifts) & np.uint64(15)).astype(np.intp)]
+    body = np.ascontiguousarray(digits).view("S16").ravel()
+    return pl.select(pl.lit(prefix) + pl.lit(pl.Series(body)).cast(pl.String)).to_series()
+
+
+def bucket_of_ints(keys: np.ndarray, n_buckets: int) -> np.ndarray:
+    """Bucket of integer keys: unsalted splitmix64 modulo the bucket count (documented in
+    _lake.json so any tool can route a key to its bucket)."""
+    return (rng.mix64(keys.astype(np.uint64)) % np.uint64(n_buckets)).astype(np.int64)
+
+
+def bucket_of_strings(keys: list[str] | np.ndarray, n_buckets: int) -> np.ndarray:
+    """Bucket of string keys: crc32 of the UTF-8 bytes modulo the bucket count."""
+    return np.fromiter((zlib.crc32(k.encode()) % n_buckets for k in keys), dtype=np.int64,
+                       count=len(keys))

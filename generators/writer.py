@@ -1,0 +1,77 @@
+"""Parquet writer settings per table: chosen per column, recorded in _lake.json, reusable.
+
+A rewrite (the scrub) opens its writer from the same settings, so a scrubbed file is encoded
+like a generated one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from generators.config import LakeConfig
+from generators.schemas import (
+    COMPRESSION,
+    COMPRESSION_LEVEL,
+    DATA_PAGE_SIZE,
+    TableSpec,
+)
+
+BLOOM_FPP = 0.01
+
+
+def writer_settings(spec: TableSpec, layout: str, cfg: LakeConfig) -> dict:
+    """JSON-able keyword arguments for pyarrow.parquet.ParquetWriter, plus the row-group size."""
+    schema = spec.file_schema(layout)
+    rg = spec.row_group_rows
+    if spec.name == "audio":  # keep an audio row group near 32 MiB whatever the payload size
+        rg = max(256, min(rg, (32 << 20) // cfg.audio_bytes))
+    settings = {
+        "compression": {f.name: ("NONE" if f.name in spec.uncompressed else COMPRESSION.upper())
+                        for f in schema},
+        "compression_level": {f.name: COMPRESSION_LEVEL for f in schema
+                              if f.name not in spec.uncompressed},
+        "use_dictionary": [c for c in spec.dictionary if c in schema.names],
+        "write_statistics": True,
+        "data_page_size": DATA_PAGE_SIZE,
+        "bloom_filter_options": ({c: {"ndv": rg, "fpp": BLOOM_FPP} for c in spec.bloom}
+                                 if cfg.bloom_filters else None),
+        "row_group_rows": rg,
+    }
+    return settings
+
+
+def open_writer(path: Path, schema: pa.Schema, settings: dict) -> pq.ParquetWriter:
+    kwargs = {k: v for k, v in settings.items() if k != "row_group_rows" and v is not None}
+    return pq.ParquetWriter(path, schema, **kwargs)
+
+
+class TableFile:
+    """One Parquet file written in row groups to a temp name, renamed into place on close."""
+
+    def __init__(self, path: Path, schema: pa.Schema, settings: dict) -> None:
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.row_group_rows = settings["row_group_rows"]
+        self.writer = open_writer(self.tmp, schema, settings)
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.writer.write_table(table.cast(self.schema),
+                                    row_group_size=self.row_group_rows)
+            self.rows += table.num_rows
+
+    def close(self) -> dict | None:
+        """Finish the file; an empty file is not kept (None)."""
+        self.writer.close()
+        if not self.rows:
+            self.tmp.unlink()
+            return None
+        os.replace(self.tmp, self.path)
+        return {"rows": self.rows, "bytes": self.path.stat().st_size}

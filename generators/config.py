@@ -33,7 +33,7 @@ class LakeConfig:
     buckets: int = 0  # 0 = sized from sf so bucket files stay ~constant in size
     workers: int = 0  # 0 = all cores
     chunk_rows: int = 200_000  # rows generated at once per worker: bounds memory
-    bloom_filters: bool = True
+    bloom_filters: bool = False  # cost 2x write time; little use on the date layout
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

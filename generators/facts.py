@@ -21,7 +21,7 @@ from generators.vocab import REGION_LOCALES, SKILL_VERBS
 
 INTENTS = ("play_music", "weather", "timer", "smart_home", "question", "shopping", "call",
            "send_message", "news", "skill", "identity")
-I = {name: i for i, name in enumerate(INTENTS)}
+INTENT = {name: i for i, name in enumerate(INTENTS)}
 _BASE = np.array([30, 10, 8, 14, 10, 7, 5, 4, 4, 7, 1], dtype=float)
 # Diurnal profile of local time: quiet nights, a morning peak and a longer evening one.
 HOURLY = np.array([0.4, 0.2, 0.15, 0.1, 0.15, 0.5, 1.6, 2.6, 2.4, 1.6, 1.2, 1.2, 1.4, 1.2, 1.0,
@@ -46,9 +46,9 @@ def _intent_table() -> np.ndarray:
     tab = np.tile(_BASE, (24, 1))
     morning, evening = slice(5, 10), slice(17, 23)
     for name, f in (("weather", 2.5), ("news", 3.0), ("timer", 1.5)):
-        tab[morning, I[name]] *= f
+        tab[morning, INTENT[name]] *= f
     for name, f in (("play_music", 1.5), ("smart_home", 1.6)):
-        tab[evening, I[name]] *= f
+        tab[evening, INTENT[name]] *= f
     tab /= tab.sum(axis=1, keepdims=True)
     return np.cumsum(tab, axis=1)
 
@@ -144,9 +144,9 @@ class FactGenerator:
         intent = np.searchsorted(flat, u + hour, side="right") - hour * len(INTENTS)
         intent = np.minimum(intent, len(INTENTS) - 1)
         n_skills = self.pop.n_linked_skills(cid)
-        intent = np.where((intent == I["skill"]) & (n_skills == 0), I["question"], intent)
+        intent = np.where((intent == INTENT["skill"]) & (n_skills == 0), INTENT["question"], intent)
         k = rng.below(key, st["skill_k"], np.maximum(n_skills, 1))
-        skill_id = np.where(intent == I["skill"], self.pop.linked_skill(cid, k), 0)
+        skill_id = np.where(intent == INTENT["skill"], self.pop.linked_skill(cid, k), 0)
         ua = rng.uniform(key, st["n_actions"])
         n_actions = np.where(ua < 0.04, 0, np.where(ua < 0.92, 1, 2))
         return Core(key, cid, day, started, hour.astype(np.int8), duration,
@@ -303,7 +303,7 @@ class FactGenerator:
             "executed_at": pa.array(executed, pa.timestamp("us", tz="UTC")),
         })
         # Skill events: a session per skill invocation, keyed only by the pseudonym.
-        inv = np.flatnonzero((x.intent == I["skill"]) & (x.n_actions > 0))
+        inv = np.flatnonzero((x.intent == INTENT["skill"]) & (x.n_actions > 0))
         n_ev = 2 + (rng.uniform(x.key[inv], st["n_events"]) < 0.6).astype(np.int64)
         er = np.repeat(inv, n_ev)
         j = np.arange(len(er)) - np.repeat(np.cumsum(n_ev) - n_ev, n_ev)

@@ -29,7 +29,6 @@ from generators.facts import Core, FactGenerator
 from generators.population import Population, bucket_of_ints, bucket_of_strings
 from generators.schemas import (
     DIMENSION_TABLES,
-    FACT_TABLES,
     SCHEMA_VERSION,
     TABLES,
 )

@@ -1,0 +1,225 @@
+"""The generated lake honours the data contract: files, schemas, counts, lineage, replicas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from generators.config import LakeConfig
+from generators.lake import MANIFEST, generate
+from generators.population import bucket_of_ints, bucket_of_strings
+from generators.schemas import FACT_TABLES, TABLES
+
+SMALL = dict(sf=0.005, days=5, seed=7)  # the conftest lakes
+
+
+def manifest(lake: Path) -> dict:
+    return json.loads((lake / MANIFEST).read_text())
+
+
+def table(lake: Path, name: str, replicas: bool = False) -> pl.DataFrame:
+    df = pl.read_parquet(lake / name / "**" / "*.parquet", hive_partitioning=True)
+    if TABLES[name].kind == "fact" and not replicas:
+        df = df.filter(pl.col("region") == pl.col("origin"))
+    return df
+
+
+@pytest.fixture(params=["date_lake", "bucket_lake"])
+def lake(request: pytest.FixtureRequest) -> Path:
+    return request.getfixturevalue(request.param)
+
+
+def test_all_nine_tables_with_files(lake: Path) -> None:
+    m = manifest(lake)
+    assert set(m["tables"]) == set(TABLES)
+    for name, t in m["tables"].items():
+        assert t["rows"] > 0, name
+        assert (lake / name).is_dir()
+
+
+def test_row_counts_match_manifest_and_footers(lake: Path) -> None:
+    m = manifest(lake)
+    for name, t in m["tables"].items():
+        listed = {f["path"]: f["rows"] for f in t["files"]}
+        on_disk = {str(p.relative_to(lake)) for p in (lake / name).rglob("*.parquet")}
+        assert set(listed) == on_disk, name
+        for path, rows in listed.items():
+            assert pq.ParquetFile(lake / path).metadata.num_rows == rows
+        assert table(lake, name).height == t["rows"]
+        by_region = table(lake, name).group_by("region").len()
+        assert dict(by_region.iter_rows()) == {r: n for r, n in t["rows_by_region"].items() if n}
+
+
+def test_file_schemas_are_the_contract(lake: Path) -> None:
+    m = manifest(lake)
+    for name, t in m["tables"].items():
+        expected = TABLES[name].file_schema(m["layout"])
+        for f in t["files"][:5]:
+            schema = pq.read_schema(lake / f["path"])
+            assert schema.remove_metadata().equals(expected), (name, f["path"])
+
+
+def test_partition_paths(lake: Path) -> None:
+    m = manifest(lake)
+    leaf = "date=" if m["layout"] == "date" else "bucket="
+    for name, t in m["tables"].items():
+        for f in t["files"]:
+            parts = Path(f["path"]).parts
+            assert parts[0] == name and parts[1] == f"region={f['region']}"
+            if TABLES[name].kind == "fact":
+                assert parts[2] == f"origin={f['origin']}" and parts[3].startswith(leaf)
+            else:
+                assert len(parts) == 3
+
+
+def test_referential_integrity(lake: Path) -> None:
+    rec = table(lake, "recordings")
+    actions = table(lake, "actions")
+    assert actions.join(rec, on="recording_id", how="anti").height == 0
+    # an action lives in the region where its recording was spoken
+    assert actions.join(rec, on=["recording_id", "region"], how="anti").height == 0
+    links = table(lake, "skill_links")
+    events = table(lake, "skill_events")
+    assert events.join(links, on=["skill_user_id", "skill_id"], how="anti").height == 0
+    devices = table(lake, "devices")
+    assert rec.join(devices, on=["device_id", "customer_id"], how="anti").height == 0
+    for name in ("audio", "transcripts"):
+        t = table(lake, name)
+        assert t.height == rec.height
+        assert t.join(rec, on=["recording_id", "customer_id", "region"], how="anti").height == 0
+    customers = table(lake, "customers")
+    for name in ("devices", "recordings", "skill_links", "usage_daily"):
+        assert table(lake, name).join(customers, on="customer_id", how="anti").height == 0
+
+
+def test_keys_unique(lake: Path) -> None:
+    for name, key in (("customers", ["customer_id"]), ("devices", ["device_id"]),
+                      ("recordings", ["recording_id"]), ("actions", ["action_id"]),
+                      ("skill_events", ["event_id"]), ("skill_links", ["skill_user_id"]),
+                      ("usage_daily", ["customer_id", "date"])):
+        t = table(lake, name)
+        assert t.select(key).is_duplicated().sum() == 0, name
+
+
+def test_pii_unique_and_shaped(lake: Path) -> None:
+    c = table(lake, "customers")
+    assert c["email"].n_unique() == c.height
+    assert c["phone"].n_unique() == c.height
+    assert c["email"].str.contains(r"^[a-z.]+\d+@[a-z.]+$").all()
+    assert c["phone"].str.contains(r"^\+\d+ \d{3} \d{3} \d{3}$").all()
+    assert c.select(pl.col("full_name").str.len_chars().min()).item() > 2
+
+
+def test_transcripts_agree_with_intent_and_action(lake: Path) -> None:
+    rec = table(lake, "recordings").select("recording_id", pl.col("intent").cast(pl.String))
+    tr = table(lake, "transcripts").select("recording_id", "text")
+    act = (table(lake, "actions").filter(pl.col("action_type") != "set_volume")
+           .select("recording_id", pl.col("action_type").cast(pl.String), "target"))
+    df = rec.join(tr, on="recording_id").join(act, on="recording_id")
+    music = df.filter(pl.col("intent") == "play_music")
+    assert music.height > 0
+    assert music["text"].str.starts_with("play ").all()
+    assert (music["action_type"] == "play_track").all()
+    # the song and artist of the action are the ones spoken
+    song = music["target"].str.split(" — ").list.first()
+    assert all(s in t for s, t in zip(song, music["text"], strict=True))
+    weather = df.filter(pl.col("intent") == "weather")
+    assert all(t.endswith(g) for t, g in zip(weather["text"], weather["target"], strict=True))
+    calls = df.filter(pl.col("intent") == "call")
+    assert all(t == "call " + g for t, g in zip(calls["text"], calls["target"], strict=True))
+
+
+def test_spoken_pii_belongs_to_the_speaker(lake: Path) -> None:
+    tr = table(lake, "transcripts").filter(pl.col("text").str.starts_with("my "))
+    assert tr.height > 0
+    c = table(lake, "customers")
+    j = tr.join(c, on="customer_id")
+    ok = [t.endswith((p, e, a)) for t, p, e, a in
+          zip(j["text"], j["phone"], j["email"], j["street_address"], strict=True)]
+    assert all(ok)
+
+
+def test_audio_is_wav(lake: Path) -> None:
+    a = table(lake, "audio").head(50)
+    for payload in a["payload"]:
+        assert payload[:4] == b"RIFF" and payload[8:12] == b"WAVE"
+        assert int.from_bytes(payload[4:8], "little") == len(payload) - 8
+    assert a["payload"].n_unique() == a.height
+
+
+def test_usage_daily_rolls_up_recordings(lake: Path) -> None:
+    rec = table(lake, "recordings")
+    usage = table(lake, "usage_daily")
+    assert usage["recordings"].sum() == rec.height
+    per_customer = rec.group_by("customer_id").len().sort("customer_id")
+    rolled = usage.group_by("customer_id").agg(pl.col("recordings").sum()).sort("customer_id")
+    assert per_customer["len"].to_list() == rolled["recordings"].to_list()
+
+
+def test_replicas_are_byte_copies_in_the_paired_region(lake: Path) -> None:
+    m = manifest(lake)
+    pairs = m["replicas"]
+    for name in FACT_TABLES:
+        files = m["tables"][name]["files"]
+        primary = [f for f in files if f["region"] == f["origin"]]
+        replicas = {f["path"]: f for f in files if f["region"] != f["origin"]}
+        assert len(replicas) == len(primary)
+        for f in primary:
+            copy = f["path"].replace(f"region={f['region']}/", f"region={pairs[f['origin']]}/")
+            assert copy in replicas
+            assert (lake / copy).read_bytes() == (lake / f["path"]).read_bytes()
+        assert m["tables"][name]["replica_rows"] == m["tables"][name]["rows"]
+
+
+def test_bucket_layout_routes_keys(bucket_lake: Path) -> None:
+    m = manifest(bucket_lake)
+    n = m["buckets"]["count"]
+    for name in FACT_TABLES:
+        key = TABLES[name].bucket_key
+        t = table(bucket_lake, name, replicas=True)
+        if key == "skill_user_id":
+            b = bucket_of_strings(t[key].to_list(), n)
+        else:
+            b = bucket_of_ints(t[key].to_numpy(), n)
+        assert (b == t["bucket"].cast(pl.Int64).to_numpy()).all(), name
+    # rows sorted by customer within each file
+    for f in m["tables"]["recordings"]["files"]:
+        cid = pq.read_table(bucket_lake / f["path"], columns=["customer_id"])["customer_id"]
+        assert (np.diff(cid.to_numpy()) >= 0).all()
+
+
+def test_layouts_hold_the_same_rows(date_lake: Path, bucket_lake: Path) -> None:
+    for name in TABLES:
+        cols = [f.name for f in TABLES[name].schema]
+        a = table(date_lake, name).select(cols)
+        b = table(bucket_lake, name).select(cols)
+        assert a.sort(cols[:2]).equals(b.sort(cols[:2])), name
+
+
+def test_same_seed_same_rows_whatever_the_workers(tmp_path: Path, date_lake: Path) -> None:
+    out = tmp_path / "again"
+    generate(LakeConfig(layout="date", workers=2, chunk_rows=1000, **SMALL), out)
+    for name in TABLES:
+        cols = [f.name for f in TABLES[name].file_schema("date")]
+        a = table(date_lake, name).select(cols).sort(cols[:2])
+        b = table(out, name).select(cols).sort(cols[:2])
+        assert a.equals(b), name
+
+
+def test_other_seed_other_rows(tmp_path: Path, date_lake: Path) -> None:
+    out = tmp_path / "other"
+    generate(LakeConfig(layout="date", workers=1, **{**SMALL, "seed": 8}), out)
+    a, b = table(date_lake, "recordings"), table(out, "recordings")
+    assert not set(a["recording_id"].to_list()) & set(b["recording_id"].to_list())
+
+
+def test_no_replicas(tmp_path: Path) -> None:
+    out = tmp_path / "norep"
+    m = generate(LakeConfig(sf=0.002, days=2, workers=1, replicas=False), out)
+    assert all(t["replica_rows"] == 0 for t in m["tables"].values())
+    assert m["replicas"] == {}

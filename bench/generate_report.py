@@ -1,0 +1,112 @@
+"""Report of the generator benchmark: pure functions from result dicts to markdown.
+
+A result dict (one per contender, as bench/test_generate_bench.py records it) has at least
+``contender``, ``kind`` ("voicescrub" | "dbgen" | "faker"), ``rows``, ``seconds`` and
+``rows_per_s``; optional keys are rendered as "–" when missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+DASH = "–"
+
+
+def _num(value: object, fmt: str) -> str:
+    if value is None:
+        return DASH
+    try:
+        return format(value, fmt)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _sf(value: object) -> str:
+    return DASH if value is None else f"{value:g}" if isinstance(value, float | int) else str(value)
+
+
+def generate_ratios(results: Sequence[Mapping]) -> list[dict]:
+    """voicescrub rows/s ÷ dbgen rows/s for every voicescrub result (against the first dbgen)."""
+    dbgen = next((r for r in results if r.get("kind") == "dbgen" and r.get("rows_per_s")), None)
+    if dbgen is None:
+        return []
+    out = []
+    for r in results:
+        if r.get("kind") != "voicescrub" or not r.get("rows_per_s"):
+            continue
+        out.append({
+            "contender": r["contender"],
+            "sf": r.get("sf"),
+            "dbgen_sf": dbgen.get("sf"),
+            "ratio": r["rows_per_s"] / dbgen["rows_per_s"],
+        })
+    return out
+
+
+def render_generate_report(results: Sequence[Mapping], *, machine: Mapping | None = None,
+                           command: str | None = None, title: str = "Generator benchmark"
+                           ) -> str:
+    """Markdown: one row per contender, the voicescrub ÷ dbgen ratios, machine and command."""
+    lines = [f"# {title}", ""]
+    if machine and machine.get("created_utc"):
+        lines += [f"Measured {machine['created_utc']} in one run (same machine, same minute: "
+                  "compare ratios, not absolute figures).", ""]
+    header = ("| contender | sf | rows | replica rows | seconds | M rows/s | MB/s "
+              "| peak RSS MB | tree RSS MB | CPU s | process s |")
+    lines += [header, "|---|" + "---:|" * (header.count("|") - 2)]
+    for r in results:
+        rps = r.get("rows_per_s")
+        lines.append("| " + " | ".join([
+            str(r.get("contender", DASH)),
+            _sf(r.get("sf")),
+            _num(r.get("rows"), ",d"),
+            _num(r.get("replica_rows"), ",d") if r.get("replica_rows") else DASH,
+            _num(r.get("seconds"), ".2f"),
+            _num(rps / 1e6 if rps is not None else None, ".3f"),
+            _num(r.get("mb_per_s"), ".1f"),
+            _num(r.get("peak_rss_mb"), ",.0f"),
+            _num(r.get("tree_rss_mb"), ",.0f"),
+            _num(r.get("cpu_s"), ".1f"),
+            _num(r.get("wall_s"), ".2f"),
+        ]) + " |")
+    lines += [
+        "",
+        "- rows: primary rows written (voicescrub: all nine tables, replica copies counted "
+        "separately in *replica rows*; dbgen: the 8 TPC-H tables; Faker: customer rows).",
+        "- seconds: the work as timed inside the fresh child process (interpreter start and "
+        "imports excluded); M rows/s = rows ÷ seconds; MB/s = bytes on disk ÷ seconds "
+        "(voicescrub: all files, replicas included). *process s*: wall time of the whole child "
+        "process, measured by the parent.",
+        "- peak RSS MB: ru_maxrss of the child from os.wait4 (the largest single process among "
+        "the child and the worker processes it reaped). tree RSS MB: peak of the sum of RSS over "
+        "the child's process tree, sampled by the parent every 0.1 s (pages shared between "
+        "processes count in each).",
+        "- CPU s: user + system CPU of the child and its reaped descendants (os.wait4).",
+    ]
+    details = [r for r in results if r.get("kind") in ("dbgen", "faker")]
+    for r in details:
+        if r.get("kind") == "dbgen":
+            lines.append(f"- {r['contender']}: CALL dbgen {_num(r.get('dbgen_s'), '.2f')} s + "
+                         f"COPY to Parquet (zstd) {_num(r.get('copy_s'), '.2f')} s, "
+                         f"{r.get('threads', DASH)} threads.")
+        else:
+            lines.append(f"- {r['contender']}: Faker calls {_num(r.get('faker_s'), '.2f')} s + "
+                         f"pyarrow Parquet write {_num(r.get('write_s'), '.2f')} s "
+                         f"({r.get('fields_per_row', 5)} Faker calls per row).")
+    ratios = generate_ratios(results)
+    if ratios:
+        lines += ["", "## voicescrub rows/s ÷ dbgen rows/s", "",
+                  "| voicescrub | sf | dbgen sf | ratio |", "|---|---:|---:|---:|"]
+        lines += [f"| {x['contender']} | {_sf(x['sf'])} | {_sf(x['dbgen_sf'])} "
+                  f"| {x['ratio']:.2f} |" for x in ratios]
+    if machine:
+        lines += ["", "## Machine", ""]
+        for key in ("cpu", "cores", "memory_gib", "python", "platform"):
+            if machine.get(key) is not None:
+                lines.append(f"- {key}: {machine[key]}")
+        versions = machine.get("versions") or {}
+        if versions:
+            lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if command:
+        lines += ["", "## Command", "", "```", command, "```"]
+    return "\n".join(lines) + "\n"

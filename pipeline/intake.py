@@ -1,0 +1,100 @@
+"""Intake of an erasure request: a file of customer ids or ids on the command line.
+
+Everything is checked before the lake is touched; duplicates are folded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+
+class RequestError(ValueError):
+    """A malformed erasure request: reported on one line, nothing touched."""
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    ids: np.ndarray  # sorted, unique, int64
+    requested_at: dt.datetime  # earliest request time (for the persistence latency)
+    source: str
+    duplicates: int  # ids folded because they were listed more than once
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def parse_ids(text: str) -> ErasureRequest:
+    """Ids from the command line: '1,2,3'."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise RequestError("--ids is empty: give at least one customer id")
+    return _build(pa.array(parts, pa.string()), None, "--ids")
+
+
+def read_request(path: Path) -> ErasureRequest:
+    """A CSV, Parquet or JSON-lines file with a customer_id column (and optional
+    requested_at)."""
+    path = Path(path)
+    if not path.exists():
+        raise RequestError(f"request file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            table = pq.read_table(path)
+        elif suffix in (".jsonl", ".ndjson", ".json"):
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if rows and not all(isinstance(r, dict) for r in rows):
+                raise RequestError(f"{path}: every JSON line must be an object with customer_id")
+            table = pa.Table.from_pylist(rows) if rows else pa.table({})
+        elif suffix in (".csv", ".txt"):
+            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+                column_types={"customer_id": pa.string()}))
+        else:
+            raise RequestError(f"{path}: unknown request format {suffix!r} "
+                               "(use .csv, .parquet or .jsonl)")
+    except RequestError:
+        raise
+    except (pa.ArrowInvalid, json.JSONDecodeError, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RequestError(f"{path}: cannot be read as a request: {first}") from None
+    if "customer_id" not in table.column_names:
+        raise RequestError(f"{path} has no customer_id column "
+                           f"(columns: {', '.join(table.column_names) or 'none'})")
+    if table.num_rows == 0:
+        raise RequestError(f"{path} lists no customer ids")
+    requested = table["requested_at"] if "requested_at" in table.column_names else None
+    return _build(table["customer_id"], requested, str(path))
+
+
+def _build(column: pa.ChunkedArray | pa.Array, requested: pa.ChunkedArray | None,
+           source: str) -> ErasureRequest:
+    if column.null_count:
+        raise RequestError(f"{source}: {column.null_count} empty customer_id value(s)")
+    if pa.types.is_integer(column.type):
+        ids = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+    else:
+        text = np.asarray(column.cast(pa.string()).to_pylist(), dtype=object)
+        bad = [t for t in text if not str(t).strip().lstrip("-").isdigit()]
+        if bad:
+            raise RequestError(f"{source}: customer_id {bad[0]!r} is not an integer")
+        ids = np.array([int(str(t).strip()) for t in text], dtype=np.int64)
+    if (ids < 0).any():
+        raise RequestError(f"{source}: customer_id {int(ids[ids < 0][0])} is negative")
+    unique = np.unique(ids)
+    when = dt.datetime.now(dt.UTC)
+    if requested is not None and requested.null_count < len(requested):
+        try:
+            ts = requested.cast(pa.timestamp("us", tz="UTC"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise RequestError(f"{source}: requested_at is not a timestamp") from None
+        first = min(t for t in ts.to_pylist() if t is not None)
+        when = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
+    return ErasureRequest(unique, when, source, len(ids) - len(unique))

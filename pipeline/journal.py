@@ -1,0 +1,130 @@
+"""The job journal: what a scrub job planned and how far it got, so a killed job re-run with
+the same command finishes, and a finished job re-run is a no-op.
+
+Everything lives under <lake>/_scrub/<job id>/. The resolved keys are raw identifiers: they are
+kept only while the job runs and deleted when it finishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.lake import SCRUB_DIR, fsync_dir
+
+KEY_FILE = "receipt.key"
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def lake_secret(root: Path) -> bytes:
+    """Secret of the keyed hashes in receipts and job ids: VOICESCRUB_RECEIPT_KEY, else a
+    random key made once per lake (so a receipt never reveals which ids it names)."""
+    env = os.environ.get("VOICESCRUB_RECEIPT_KEY")
+    if env:
+        return env.encode()
+    d = root / SCRUB_DIR
+    d.mkdir(exist_ok=True)
+    path = d / KEY_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def keyed_hashes(secret: bytes, ids: np.ndarray) -> list[str]:
+    import hmac
+
+    return [hmac.new(secret, str(int(i)).encode(), hashlib.sha256).hexdigest()[:32] for i in ids]
+
+
+class Journal:
+    def __init__(self, root: Path, job_id: str) -> None:
+        self.root = root
+        self.job_id = job_id
+        self.dir = root / SCRUB_DIR / job_id
+        self._log = None
+
+    @classmethod
+    def for_request(cls, root: Path, ids: np.ndarray) -> Journal:
+        digest = hashlib.sha256(lake_secret(root) + np.asarray(ids, np.int64).tobytes())
+        return cls(root, digest.hexdigest()[:16])
+
+    # --- state -------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return (self.dir / "done.json").exists()
+
+    @property
+    def started(self) -> bool:
+        return (self.dir / "plan.json").exists()
+
+    def start(self, keys: dict[str, pa.Array], plan: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for kind, values in keys.items():
+            pq.write_table(pa.table({"k": values}), self.dir / f"keys-{kind}.parquet")
+        _write_durably(self.dir / "plan.json", json.dumps(plan).encode())
+
+    def load(self) -> tuple[dict[str, pa.Array], dict]:
+        keys = {p.stem.removeprefix("keys-"): pq.read_table(p)["k"].combine_chunks()
+                for p in sorted(self.dir.glob("keys-*.parquet"))}
+        return keys, json.loads((self.dir / "plan.json").read_text())
+
+    def entries(self) -> dict[str, dict]:
+        """Last state of each file: path -> {"state": "written"|"committed", ...}."""
+        out: dict[str, dict] = {}
+        path = self.dir / "journal.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    e = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a torn last line from a crash: ignore it
+                out[e["path"]] = e
+        return out
+
+    def log(self, entry: dict) -> None:
+        if self._log is None:
+            self._log = open(self.dir / "journal.jsonl", "a")  # noqa: SIM115
+        self._log.write(json.dumps(entry) + "\n")
+        self._log.flush()
+        os.fsync(self._log.fileno())
+
+    def finish(self, receipt: dict) -> None:
+        """Mark done and drop everything that names a raw key."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        _write_durably(self.dir / "done.json", json.dumps(receipt, indent=1).encode())
+        for p in self.dir.glob("keys-*.parquet"):
+            p.unlink()
+        for name in ("plan.json", "journal.jsonl"):
+            (self.dir / name).unlink(missing_ok=True)
+        fsync_dir(self.dir)
+
+    def receipt(self) -> dict:
+        return json.loads((self.dir / "done.json").read_text())
+
+    def abandon(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def temp_path(self, target: Path) -> Path:
+        """Where the rewrite of `target` is written before the rename (hidden, not .parquet)."""
+        return target.with_name(f".{target.name}.{self.job_id}.tmp")

@@ -1,0 +1,181 @@
+"""Access to a lake on disk: its manifest, its data files, their partitions and writer settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from generators.lake import MANIFEST, write_manifest
+from pipeline.lineage import VOICE_LAKE, Lineage, LineageError
+from pipeline.lineage import load as load_lineage
+
+SCRUB_DIR = "_scrub"
+
+
+class LakeError(ValueError):
+    """A lake that cannot be scrubbed as it stands: reported before anything is touched."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    table: str
+    path: str  # relative to the lake root, '/' separated
+    rows: int
+    bytes: int
+    partition: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def region(self) -> str:
+        return self.partition.get("region", "")
+
+    @property
+    def origin(self) -> str:
+        return self.partition.get("origin", self.region)
+
+
+def partition_of(rel: str) -> dict[str, str]:
+    """Hive partition values of a relative path: 'a=1/b=2/f.parquet' -> {a: 1, b: 2}."""
+    return dict(p.split("=", 1) for p in rel.split("/")[:-1] if "=" in p)
+
+
+class Lake:
+    def __init__(self, root: Path, lineage: Lineage, manifest: dict | None) -> None:
+        self.root = Path(root)
+        self.lineage = lineage
+        self.manifest = manifest
+
+    @classmethod
+    def open(cls, root: Path, lineage_file: Path | None = None) -> Lake:
+        root = Path(root)
+        if not root.is_dir():
+            raise LakeError(f"lake {root} does not exist or is not a directory")
+        manifest = None
+        if (root / MANIFEST).exists():
+            try:
+                manifest = json.loads((root / MANIFEST).read_text())
+            except json.JSONDecodeError as e:
+                raise LakeError(f"{root / MANIFEST} is not valid JSON: {e}") from None
+        if lineage_file is not None:
+            try:
+                lineage = load_lineage(lineage_file)
+            except LineageError as e:
+                raise LakeError(str(e)) from None
+        elif manifest is not None:
+            lineage = VOICE_LAKE
+        else:
+            raise LakeError(f"{root} has neither {MANIFEST} nor a --lineage spec: "
+                            "don't know which tables hold the customers")
+        return cls(root, lineage, manifest)
+
+    @property
+    def layout(self) -> str | None:
+        return self.manifest.get("layout") if self.manifest else None
+
+    @property
+    def n_buckets(self) -> int | None:
+        b = (self.manifest or {}).get("buckets")
+        return b["count"] if b else None
+
+    def tables(self) -> list[str]:
+        return self.lineage.tables
+
+    def files(self, table: str) -> list[DataFile]:
+        """Data files of a table: the manifest's list, or what is on disk without one."""
+        if self.manifest is not None:
+            entry = self.manifest["tables"].get(table)
+            if entry is None:
+                return []
+            return [DataFile(table, f["path"], f["rows"], f["bytes"], partition_of(f["path"]))
+                    for f in entry["files"]]
+        out = []
+        for p in sorted((self.root / table).rglob("*.parquet")):
+            rel = p.relative_to(self.root).as_posix()
+            out.append(DataFile(table, rel, pq.ParquetFile(p).metadata.num_rows,
+                                p.stat().st_size, partition_of(rel)))
+        return out
+
+    def validate(self) -> None:
+        """The files on disk are the manifest's: same set, same sizes, no stray data file."""
+        for table in self.tables():
+            if self.manifest is not None and table not in self.manifest["tables"]:
+                raise LakeError(f"lineage names table {table!r}, which the manifest lacks")
+            listed = {f.path: f for f in self.files(table)}
+            tdir = self.root / table
+            if not tdir.is_dir():
+                raise LakeError(f"table {table!r} has no directory {tdir}")
+            on_disk = {p.relative_to(self.root).as_posix(): p for p in tdir.rglob("*.parquet")}
+            missing = sorted(set(listed) - set(on_disk))
+            extra = sorted(set(on_disk) - set(listed))
+            if missing:
+                raise LakeError(f"{len(missing)} file(s) of the manifest are missing, "
+                                f"e.g. {missing[0]}: the lake does not match {MANIFEST}")
+            if extra:
+                raise LakeError(f"{len(extra)} data file(s) are not in the manifest, "
+                                f"e.g. {extra[0]}: the lake does not match {MANIFEST}")
+            for rel, f in listed.items():
+                size = on_disk[rel].stat().st_size
+                if size != f.bytes:
+                    raise LakeError(f"{rel} has {size} bytes, the manifest says {f.bytes}: "
+                                    f"the lake does not match {MANIFEST}")
+
+    def writer_settings(self, table: str, path: Path) -> dict:
+        """Writer settings for a rewrite of `path`: the manifest's, else read off the file."""
+        if self.manifest is not None and table in self.manifest["tables"]:
+            return dict(self.manifest["tables"][table]["writer"])
+        return settings_from_metadata(pq.ParquetFile(path).metadata)
+
+    def update_manifest(self, changed: dict[str, tuple[int, int]]) -> None:
+        """Record new row counts and sizes of rewritten files (path -> (rows, bytes))."""
+        if self.manifest is None:
+            return
+        for entry in self.manifest["tables"].values():
+            touched = False
+            for f in entry["files"]:
+                if f["path"] in changed:
+                    f["rows"], f["bytes"] = changed[f["path"]]
+                    touched = True
+            if touched:
+                primary = [f for f in entry["files"] if f["region"] == f["origin"]]
+                entry["rows_by_region"] = {r: sum(f["rows"] for f in primary if f["region"] == r)
+                                           for r in entry["rows_by_region"]}
+                entry["rows"] = sum(entry["rows_by_region"].values())
+                entry["replica_rows"] = sum(f["rows"] for f in entry["files"]
+                                            if f["region"] != f["origin"])
+                entry["bytes"] = sum(f["bytes"] for f in entry["files"])
+        write_manifest(self.root, self.manifest)
+        fsync_dir(self.root)
+
+
+def settings_from_metadata(md: pq.FileMetaData) -> dict:
+    """Best reading of how a file was written, for lakes without a manifest."""
+    schema = md.schema.to_arrow_schema()
+    names = schema.names
+    rg0 = md.row_group(0) if md.num_row_groups else None
+    compression, dictionary = {}, []
+    if rg0 is not None:
+        for i in range(rg0.num_columns):
+            col = rg0.column(i)
+            name = col.path_in_schema.split(".")[0]
+            compression[name] = col.compression.upper().replace("UNCOMPRESSED", "NONE")
+            if any("DICTIONARY" in e for e in col.encodings):
+                dictionary.append(name)
+    rows = max((md.row_group(i).num_rows for i in range(md.num_row_groups)), default=65536)
+    return {
+        "compression": compression or "ZSTD",
+        "compression_level": None,
+        "use_dictionary": [n for n in names if n in dictionary],
+        "write_statistics": True,
+        "row_group_rows": rows,
+    }
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

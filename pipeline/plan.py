@@ -1,0 +1,170 @@
+"""Plan: which files and row groups hold any key to erase, found by the cheapest sound means.
+
+In order: bucket routing (a key can only live in its own bucket's files), row-group min/max
+statistics (a key outside [min, max] is not there), then reading the key columns of the row
+groups that are left. The plan is exact: it knows how many rows each file will lose, which the
+commit step checks against the rewritten file.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from generators.population import bucket_of_ints, bucket_of_strings
+from pipeline.lake import DataFile, Lake
+
+Rule = tuple[str, str]  # (column, key kind)
+
+
+@dataclass
+class FilePlan:
+    file: DataFile
+    rules: tuple[Rule, ...]
+    row_groups: tuple[int, ...] = ()  # row groups holding at least one key
+    rows_matched: int = 0
+    pruned_by: str | None = None  # "bucket" or "stats" when skipped without reading data
+    row_groups_total: int = 0
+    bytes_scanned: int = 0
+    matched_values: pa.Table | None = field(default=None, repr=False)  # for key resolution
+
+    @property
+    def touched(self) -> bool:
+        return self.rows_matched > 0
+
+    @property
+    def rows_kept(self) -> int:
+        return self.file.rows - self.rows_matched
+
+    def to_json(self) -> dict:
+        return {"path": self.file.path, "table": self.file.table, "rows": self.file.rows,
+                "bytes": self.file.bytes, "rows_matched": self.rows_matched,
+                "row_groups": list(self.row_groups), "row_groups_total": self.row_groups_total,
+                "pruned_by": self.pruned_by, "rules": [list(r) for r in self.rules]}
+
+
+def key_array(values: Iterable | np.ndarray | pa.Array) -> pa.Array:
+    """Sorted, unique key values as an Arrow array (the value set of every match)."""
+    arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = pc.unique(arr.drop_null())
+    return arr.take(pc.sort_indices(arr))
+
+
+def match(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> pa.Array:
+    """Boolean mask: which values are keys to erase (vectorized hash-set lookup)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if column.type != keys.type:
+        keys = keys.cast(column.type)
+    return pc.fill_null(pc.is_in(column, value_set=keys), False)
+
+
+def _stats_may_hold(stats, np_keys: np.ndarray | None, sorted_py: list | None) -> bool:
+    """False only when no key can lie within a row group's [min, max]."""
+    if stats is None or not stats.has_min_max:
+        return True
+    lo, hi = stats.min, stats.max
+    if isinstance(lo, bytes):
+        lo, hi = lo.decode(errors="replace"), hi.decode(errors="replace")
+    if np_keys is not None:
+        a = np.searchsorted(np_keys, lo, side="left")
+        b = np.searchsorted(np_keys, hi, side="right")
+        return bool(b > a)
+    return bisect.bisect_right(sorted_py, hi) > bisect.bisect_left(sorted_py, lo)
+
+
+def _buckets(keys: pa.Array, n: int) -> set[int]:
+    if pa.types.is_integer(keys.type):
+        return set(bucket_of_ints(keys.to_numpy(), n).tolist())
+    return set(bucket_of_strings(keys.to_pylist(), n).tolist())
+
+
+class Planner:
+    def __init__(self, lake: Lake, keys: dict[str, pa.Array], workers: int = 2) -> None:
+        self.lake, self.keys, self.workers = lake, keys, max(1, workers)
+        ints = {k for k, v in keys.items() if pa.types.is_integer(v.type)}
+        self._np = {k: (v.to_numpy() if k in ints else None) for k, v in keys.items()}
+        self._sorted_py = {k: (None if k in ints else v.to_pylist()) for k, v in keys.items()}
+        self._bucket_sets: dict[str, set[int]] = {}
+
+    def plan_table(self, table: str, rules: list[Rule] | None = None,
+                   values: tuple[str, ...] = ()) -> list[FilePlan]:
+        """Plan every file of a table; with `values`, also return those columns of the
+        matching rows (key resolution reads a mapping table this way)."""
+        if rules is None:
+            rules = [(r.column, r.key) for r in self.lake.lineage.rules_for(table)]
+        files = self.lake.files(table)
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(lambda f: self.plan_file(f, tuple(rules), values), files))
+
+    def _routed_out(self, f: DataFile, rules: tuple[Rule, ...]) -> bool:
+        """Bucket routing: every rule's keys hash to other buckets than this file's."""
+        n = self.lake.n_buckets
+        if not n or "bucket" not in f.partition or self.lake.manifest is None:
+            return False
+        bucket_key = self.lake.manifest["tables"][f.table].get("bucket_key")
+        if any(col != bucket_key for col, _ in rules):
+            return False
+        bucket = int(f.partition["bucket"])
+        for _, kind in rules:
+            if kind not in self._bucket_sets:
+                self._bucket_sets[kind] = _buckets(self.keys[kind], n)
+            if bucket in self._bucket_sets[kind]:
+                return False
+        return True
+
+    def plan_file(self, f: DataFile, rules: tuple[Rule, ...],
+                  values: tuple[str, ...] = ()) -> FilePlan:
+        plan = FilePlan(f, rules)
+        if all(len(self.keys[k]) == 0 for _, k in rules):
+            plan.pruned_by = "no keys"
+            return plan
+        if self._routed_out(f, rules):
+            plan.pruned_by = "bucket"
+            return plan
+        pf = pq.ParquetFile(self.lake.root / f.path)
+        md = pf.metadata
+        plan.row_groups_total = md.num_row_groups
+        names = pf.schema_arrow.names
+        idx = {c: names.index(c) for c, _ in rules if c in names}
+        candidates = []
+        for i in range(md.num_row_groups):
+            rg = md.row_group(i)
+            if any(_stats_may_hold(rg.column(idx[c]).statistics, self._np[k],
+                                   self._sorted_py[k]) for c, k in rules if c in idx):
+                candidates.append(i)
+        if not candidates:
+            plan.pruned_by = "stats"
+            return plan
+        cols = list(dict.fromkeys([c for c, _ in rules if c in idx] + list(values)))
+        matched_rgs, total, parts = [], 0, []
+        for i in candidates:
+            t = pf.read_row_group(i, columns=cols)
+            plan.bytes_scanned += sum(md.row_group(i).column(names.index(c)).total_compressed_size
+                                      for c in cols)
+            mask = None
+            for c, k in rules:
+                if c not in idx:
+                    continue
+                m = match(t[c], self.keys[k])
+                mask = m if mask is None else pc.or_(mask, m)
+            n = pc.sum(mask).as_py() or 0
+            if n:
+                matched_rgs.append(i)
+                total += n
+                if values:
+                    parts.append(t.select(list(values)).filter(mask))
+        plan.row_groups = tuple(matched_rgs)
+        plan.rows_matched = total
+        if values and parts:
+            plan.matched_values = pa.concat_tables(parts)
+        return plan

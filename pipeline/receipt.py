@@ -1,0 +1,132 @@
+"""The receipt: what a scrub touched, what it cost, how it was verified — and no raw id.
+
+Customer ids appear only as keyed hashes (HMAC-SHA256 with the lake's receipt key), so the
+receipt cannot become the next copy of the data, yet an operator holding the key can answer
+"was customer X in this job?".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.journal import keyed_hashes, lake_secret
+from pipeline.lake import SCRUB_DIR, Lake
+
+if TYPE_CHECKING:
+    from pipeline.intake import ErasureRequest
+    from pipeline.scrub import ScrubPlan
+    from pipeline.strategies.base import RewriteResult, Strategy
+
+ENGINES = ("duckdb", "polars", "pyarrow", "numpy", "deltalake", "pyiceberg")
+
+
+def engine_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ENGINES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def build_receipt(lake: Lake, request: ErasureRequest, plan: ScrubPlan, strategy: Strategy,
+                  results: dict[str, RewriteResult], changed: dict[str, tuple[int, int]],
+                  checks: dict, timings: dict, *, started_at: dt.datetime, resumed: bool,
+                  verify: str) -> dict:
+    secret = lake_secret(lake.root)
+    unknown = np.setdiff1d(request.ids, plan.present_ids)
+    finished_at = dt.datetime.now(dt.UTC)
+    tables: dict[str, dict[str, dict]] = {}
+    for fp in plan.files:
+        f = fp.file
+        t = tables.setdefault(f.table, {}).setdefault(f.region or "-", {
+            "files": 0, "files_scanned": 0, "files_skipped_by_bucket": 0,
+            "files_skipped_by_stats": 0, "files_rewritten": 0, "row_groups_total": 0,
+            "row_groups_with_keys": 0, "rows_before": 0, "rows_erased": 0, "rows_after": 0,
+            "bytes_scanned": 0, "bytes_read": 0, "bytes_written": 0, "replica_files": 0,
+        })
+        t["files"] += 1
+        t["replica_files"] += int(f.origin != f.region)
+        t["row_groups_total"] += fp.row_groups_total
+        t["rows_before"] += f.rows
+        t["bytes_scanned"] += fp.bytes_scanned
+        if fp.pruned_by == "bucket":
+            t["files_skipped_by_bucket"] += 1
+        elif fp.pruned_by == "stats":
+            t["files_skipped_by_stats"] += 1
+        elif fp.pruned_by is None:
+            t["files_scanned"] += 1
+        if fp.touched:
+            t["files_rewritten"] += 1
+            t["row_groups_with_keys"] += len(fp.row_groups)
+            t["rows_erased"] += fp.rows_matched
+            t["bytes_read"] += f.bytes
+            t["bytes_written"] += changed.get(f.path, (0, 0))[1]
+            t["rows_after"] += changed.get(f.path, (f.rows - fp.rows_matched, 0))[0]
+        else:
+            t["rows_after"] += f.rows
+    totals = {k: sum(r[k] for regions in tables.values() for r in regions.values())
+              for k in ("files", "files_rewritten", "rows_erased", "bytes_scanned",
+                        "bytes_read", "bytes_written")}
+    # Order-insensitive checksums add up: one per table and region of the rewritten files.
+    sums: dict[str, int] = {}
+    for fp in plan.files:
+        r = results.get(fp.file.path)
+        if r is not None:
+            k = f"{fp.file.table}/{fp.file.region or '-'}"
+            sums[k] = (sums.get(k, 0) + r.checksum_kept) & 0xFFFFFFFFFFFFFFFF
+    totals["checksum_kept"] = {k: f"{v:016x}" for k, v in sorted(sums.items())}
+    return {
+        "receipt_version": 1,
+        "job_id": None,  # set by write_receipt
+        "lake": str(lake.root.resolve()),
+        "strategy": strategy.name,
+        "strategy_description": strategy.description,
+        "engine_versions": engine_versions(),
+        "requested_at": request.requested_at.isoformat(),
+        "started_at": started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "delete_persistence_latency_s": (finished_at - request.requested_at).total_seconds(),
+        "resumed": resumed,
+        "request": {
+            "source": request.source if not request.source.startswith("--ids") else "--ids",
+            "ids": int(len(request.ids)),
+            "duplicates_folded": request.duplicates,
+            "id_hash": "hmac-sha256 (first 32 hex) keyed by the lake's receipt key",
+            "receipt_key_id": hashlib.sha256(secret).hexdigest()[:12],
+            "ids_hashed": keyed_hashes(secret, request.ids),
+            "unknown_ids": int(len(unknown)),
+            "unknown_ids_hashed": keyed_hashes(secret, unknown),
+        },
+        "keys_resolved": {k: int(len(v)) for k, v in plan.keys.items()},
+        "tables": tables,
+        "totals": {k: v for k, v in totals.items() if k != "checksum_kept"},
+        "checksums_kept_rows": totals["checksum_kept"],
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "verification": {"mode": verify, **checks},
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
+    }
+
+
+def write_receipt(lake: Lake, job_id: str, receipt: dict, extra: Path | None) -> Path:
+    receipt["job_id"] = job_id
+    text = json.dumps(receipt, indent=1)
+    d = lake.root / SCRUB_DIR / "receipts"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{job_id}.json"
+    path.write_text(text)
+    if extra is not None:
+        Path(extra).parent.mkdir(parents=True, exist_ok=True)
+        Path(extra).write_text(text)
+        return Path(extra)
+    return path

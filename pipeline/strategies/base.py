@@ -1,0 +1,154 @@
+"""What every strategy shares: the task it is given, the result it returns, the writer.
+
+A copy-on-write strategy reads one source file, drops the rows whose key columns hold a key to
+erase, and streams the kept rows into a new file with the source's schema and writer settings.
+The engines differ in how they read and filter; the writer (and so the bytes on disk) is shared,
+so a scrubbed lake is encoded like the generated one whichever engine ran.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from generators.writer import open_writer
+from pipeline.plan import Rule, match
+
+CHECKSUM_SEED = 0x5EED
+
+
+@dataclass(frozen=True)
+class RewriteTask:
+    src: Path
+    dst: Path  # temp path beside the source; the commit step renames it
+    rules: tuple[Rule, ...]
+    keys: dict[str, pa.Array]
+    row_groups: tuple[int, ...]  # row groups that hold keys (from the plan)
+    settings: dict  # writer settings (manifest or source metadata)
+    schema: pa.Schema  # the source's Arrow schema, kept as is
+
+    def key_filter_columns(self) -> list[str]:
+        return [c for c, _ in self.rules]
+
+
+@dataclass
+class RewriteResult:
+    rows_in: int = 0
+    rows_kept: int = 0
+    rows_erased: int = 0
+    checksum_kept: int = 0  # order-insensitive: sum of row hashes mod 2^64
+    keys_left: int = 0  # keys seen in the rows handed to the writer: must be 0
+    bytes_written: int = 0
+    row_groups_written: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def row_checksum(data: pa.Table | pa.RecordBatch) -> int:
+    """Order-insensitive checksum of rows: the sum of per-row hashes, mod 2^64.
+
+    Dictionary columns are hashed by value so a re-encoded dictionary gives the same sum.
+    """
+    if data.num_rows == 0:
+        return 0
+    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c
+            for c in data.columns]
+    table = pa.Table.from_arrays(cols, names=data.schema.names) \
+        if isinstance(data, pa.Table) else pa.Table.from_batches(
+            [pa.RecordBatch.from_arrays(cols, names=data.schema.names)])
+    hashes = pl.from_arrow(table).hash_rows(seed=CHECKSUM_SEED).to_numpy()
+    return int(np.sum(hashes, dtype=np.uint64))
+
+
+def add64(a: int, b: int) -> int:
+    return (a + b) & 0xFFFFFFFFFFFFFFFF
+
+
+class Sink:
+    """The shared writer: casts to the source schema, checksums and checks what it writes,
+    and makes the file durable (fsync) on close."""
+
+    def __init__(self, task: RewriteTask, result: RewriteResult) -> None:
+        self.task, self.result = task, result
+        self.writer = open_writer(task.dst, task.schema, task.settings)
+        self.rg_rows = task.settings.get("row_group_rows") or 65536
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        if data.num_rows == 0:
+            return
+        if data.schema != self.task.schema:
+            data = data.select(self.task.schema.names).cast(self.task.schema)
+        r = self.result
+        r.rows_kept += data.num_rows
+        r.checksum_kept = add64(r.checksum_kept, row_checksum(data))
+        for col, kind in self.task.rules:
+            r.keys_left += pc.sum(match(data[col], self.task.keys[kind])).as_py() or 0
+        batches = data.to_batches() if isinstance(data, pa.Table) else [data]
+        for b in batches:
+            self.pending.append(b)
+            self.pending_rows += b.num_rows
+        # Row groups of the source's size, whatever batch size the engine streams.
+        while self.pending_rows >= self.rg_rows:
+            self._flush(self.rg_rows)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.Table.from_batches(self.pending, schema=self.task.schema)
+        head, tail = table.slice(0, rows), table.slice(rows)
+        self.writer.write_table(head, row_group_size=rows)
+        self.result.row_groups_written += 1
+        self.pending = tail.to_batches()
+        self.pending_rows = tail.num_rows
+
+    def close(self) -> None:
+        if self.pending_rows:
+            self._flush(self.pending_rows)
+        self.writer.close()
+        fd = os.open(self.task.dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.result.bytes_written = self.task.dst.stat().st_size
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.task.dst.unlink(missing_ok=True)
+
+
+def erase_mask(data: pa.Table | pa.RecordBatch, task: RewriteTask) -> pa.Array:
+    """True for rows to erase (any rule's column holds one of its keys)."""
+    mask = None
+    for col, kind in task.rules:
+        m = match(data[col], task.keys[kind])
+        mask = m if mask is None else pc.or_(mask, m)
+    return mask
+
+
+def account_input(result: RewriteResult, data: pa.Table | pa.RecordBatch,
+                  erased_rows: int) -> None:
+    result.rows_in += data.num_rows
+    result.rows_erased += erased_rows
+
+
+class Strategy(ABC):
+    """One way to erase keys from one file. Subclasses live one per module in this package
+    and are found by their `name`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    engine: ClassVar[str]  # the Python package whose version the receipt records
+
+    @abstractmethod
+    def rewrite(self, task: RewriteTask) -> RewriteResult:
+        """Write the kept rows of task.src to task.dst (durably) and account for them."""

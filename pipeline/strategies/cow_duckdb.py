@@ -1,0 +1,65 @@
+"""Copy-on-write with DuckDB: DuckDB reads and filters (an anti-join against the keys),
+streaming Arrow batches to the shared writer."""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.strategies.base import RewriteResult, RewriteTask, Sink, Strategy
+
+BATCH_ROWS = 65_536
+_local = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    # One connection per worker thread; each file is one single-threaded query, the
+    # parallelism comes from files in flight (as for the other engines).
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = duckdb.connect(config={"threads": 1, "preserve_insertion_order": True,
+                                     "autoinstall_known_extensions": False,
+                                     "autoload_known_extensions": False})
+        _local.con = con
+    return con
+
+
+class DuckDBRewrite(Strategy):
+    name = "duckdb"
+    description = "copy-on-write, DuckDB read + anti-join filter"
+    engine = "duckdb"
+
+    def rewrite(self, task: RewriteTask) -> RewriteResult:
+        result = RewriteResult()
+        con = _connection()
+        conds = []
+        for i, (col, kind) in enumerate(task.rules):
+            con.register(f"erase_keys_{i}", pa.table({"k": task.keys[kind]}))
+            conds.append(f'"{col}" IN (SELECT k FROM erase_keys_{i})')
+        where = " OR ".join(conds)
+        rows_in = pq.ParquetFile(task.src).metadata.num_rows
+        cols = ", ".join(f'"{c}"' for c in task.schema.names)
+        sql = (f"SELECT {cols} FROM read_parquet($path) "
+               f"WHERE NOT coalesce(({where}), false)")
+        sink = Sink(task, result)
+        try:
+            reader = con.execute(sql, {"path": str(task.src)}).fetch_record_batch(BATCH_ROWS)
+            for batch in reader:
+                sink.write(batch)
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            for i in range(len(task.rules)):
+                con.unregister(f"erase_keys_{i}")
+        # DuckDB streams only the kept rows: the erased count is what the footer lost.
+        result.rows_in = rows_in
+        result.rows_erased = rows_in - result.rows_kept
+        return result
+
+
+STRATEGY = DuckDBRewrite

@@ -60,31 +60,32 @@ def _deep_check(task: RewriteTask, result: RewriteResult) -> list[str]:
 
 def commit_rewrite(root: Path, fp: FilePlan, task: RewriteTask, result: RewriteResult,
                    journal: Journal) -> None:
-    journal.log({"path": fp.file.path, "state": "written", "rows": fp.rows_kept,
-                 "bytes": task.dst.stat().st_size, "checksum": result.checksum_kept})
+    """Swap the (complete, fsynced) new file in. The directory entry is made durable later,
+    once for the whole job (`make_durable`): until then a crash may bring the old file back,
+    which a resume detects by its row count and rewrites again."""
     target = root / fp.file.path
     os.replace(task.dst, target)
-    fsync_dir(target.parent)
     journal.log({"path": fp.file.path, "state": "committed", "rows": fp.rows_kept,
                  "bytes": target.stat().st_size, "checksum": result.checksum_kept})
 
 
+def make_durable(root: Path, paths: list[str]) -> None:
+    """Persist the renames: fsync each touched directory (or sync once when there are many,
+    as in the date layout where every file has a directory of its own)."""
+    dirs = sorted({(root / p).parent for p in paths})
+    if len(dirs) > 64:
+        os.sync()
+        return
+    for d in dirs:
+        fsync_dir(d)
+
+
 def settle(root: Path, path: str, expected_rows: int, journal: Journal) -> bool:
-    """On resume, finish a file whose rewrite was journaled as written: if its temp file is
-    whole, rename it; if the rename already happened, record it. False = redo the file."""
+    """On resume, tell a file already rewritten (its row count is the planned one: a rewrite
+    always drops at least one row) from one still to do. Temp files are never trusted."""
     target = root / path
-    tmp = journal.temp_path(target)
-    if tmp.exists():
-        try:
-            ok = pq.ParquetFile(tmp).metadata.num_rows == expected_rows
-        except Exception:  # noqa: BLE001 - a torn temp file is simply redone
-            ok = False
-        if not ok:
-            tmp.unlink()
-            return False
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    elif pq.ParquetFile(target).metadata.num_rows != expected_rows:
+    journal.temp_path(target).unlink(missing_ok=True)
+    if pq.ParquetFile(target).metadata.num_rows != expected_rows:
         return False
     journal.log({"path": path, "state": "committed", "rows": expected_rows,
                  "bytes": target.stat().st_size, "checksum": None})

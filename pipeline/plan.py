@@ -59,10 +59,62 @@ def key_array(values: Iterable | np.ndarray | pa.Array) -> pa.Array:
     return arr.take(pc.sort_indices(arr))
 
 
+class IntKeyIndex:
+    """Membership test for integer keys, built once per key set and reused for every file.
+
+    A bitmap over a multiplicative hash of the value rejects almost every non-key with one
+    gather; the few candidates left are confirmed by binary search in the sorted keys.
+    """
+
+    BITS = 22
+
+    def __init__(self, sorted_keys: np.ndarray) -> None:
+        self.keys = sorted_keys.astype(np.int64, copy=False)
+        self.bitmap = np.zeros(1 << self.BITS, dtype=bool)
+        self.bitmap[self._slot(self.keys)] = True
+
+    def _slot(self, values: np.ndarray) -> np.ndarray:
+        h = values.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        return (h >> np.uint64(64 - self.BITS)).astype(np.intp)
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(values), dtype=bool)
+        if not len(self.keys):
+            return out
+        cand = np.flatnonzero(self.bitmap[self._slot(values)])
+        if len(cand):
+            v = values[cand]
+            pos = np.minimum(np.searchsorted(self.keys, v), len(self.keys) - 1)
+            out[cand] = self.keys[pos] == v
+        return out
+
+
+_INDEXES: dict[int, tuple[pa.Array, IntKeyIndex]] = {}
+
+
+def _int_index(keys: pa.Array) -> IntKeyIndex:
+    hit = _INDEXES.get(id(keys))
+    if hit is None or hit[0] is not keys:
+        if len(_INDEXES) > 32:
+            _INDEXES.clear()
+        hit = (keys, IntKeyIndex(keys.to_numpy()))
+        _INDEXES[id(keys)] = hit
+    return hit[1]
+
+
 def match(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> pa.Array:
-    """Boolean mask: which values are keys to erase (vectorized hash-set lookup)."""
+    """Boolean mask: which values are keys to erase (null never matches)."""
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_integer(column.type) and pa.types.is_integer(keys.type):
+        # pc.is_in would rebuild a hash set of the keys on every call (100k recording ids).
+        values = column.to_numpy(zero_copy_only=False)
+        if column.null_count:
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            return pa.array(_int_index(keys).contains(np.where(valid, values, 0)) & valid)
+        return pa.array(_int_index(keys).contains(values.astype(np.int64, copy=False)))
     if column.type != keys.type:
         keys = keys.cast(column.type)
     return pc.fill_null(pc.is_in(column, value_set=keys), False)

@@ -14,13 +14,21 @@ from pipeline.lake import Lake
 from pipeline.plan import Planner, key_array
 
 
-def resolve_keys(lake: Lake, customer_ids: np.ndarray, workers: int = 2) -> dict[str, pa.Array]:
-    """Key kind -> sorted unique values to erase, computed from the lake as it stands."""
+def resolve_keys(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
+                 cache: dict | None = None) -> dict[str, pa.Array]:
+    """Key kind -> sorted unique values to erase, computed from the lake as it stands.
+
+    With `cache`, the file plans of each mapping table are kept under (table, rules) so the
+    scrub's own plan does not scan those key columns a second time."""
     lineage = lake.lineage
     keys: dict[str, pa.Array] = {lineage.subject: key_array(pa.array(customer_ids, pa.int64()))}
     for d in lineage.derived:
         planner = Planner(lake, keys, workers)
-        plans = planner.plan_table(d.table, [(d.via_column, d.via)], values=(d.column,))
+        rules = [(d.via_column, d.via)]
+        values = tuple(dict.fromkeys((d.column, d.via_column)))
+        plans = planner.plan_table(d.table, rules, values=values)
+        if cache is not None:
+            cache[(d.table, tuple(rules))] = plans
         found = [p.matched_values[d.column] for p in plans if p.matched_values is not None]
         if found:
             keys[d.name] = key_array(pa.chunked_array(found).combine_chunks())

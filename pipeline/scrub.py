@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import strategies
-from pipeline.commit import check_rewrite, commit_rewrite, settle
+from pipeline.commit import check_rewrite, commit_rewrite, make_durable, settle
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal
 from pipeline.lake import Lake
@@ -56,7 +56,8 @@ class ScrubOutcome:
 
 def plan_scrub(lake: Lake, request: ErasureRequest, workers: int) -> ScrubPlan:
     t0 = time.perf_counter()
-    keys = resolve_keys(lake, request.ids, workers)
+    cache: dict = {}
+    keys = resolve_keys(lake, request.ids, workers, cache)
     t1 = time.perf_counter()
     planner = Planner(lake, keys, workers)
     files: list[FilePlan] = []
@@ -65,7 +66,12 @@ def plan_scrub(lake: Lake, request: ErasureRequest, workers: int) -> ScrubPlan:
     for table in lake.tables():
         rules = [(r.column, r.key) for r in lake.lineage.rules_for(table)]
         subject_cols = tuple(c for c, k in rules if k == subject)
-        for fp in planner.plan_table(table, rules, values=subject_cols):
+        plans = cache.get((table, tuple(rules)))
+        if plans is None or any(c not in (p.matched_values.column_names
+                                          if p.matched_values is not None else [c])
+                                for p in plans for c in subject_cols):
+            plans = planner.plan_table(table, rules, values=subject_cols)
+        for fp in plans:
             if fp.matched_values is not None:
                 for c in subject_cols:
                     present.append(fp.matched_values[c].to_numpy())
@@ -149,10 +155,8 @@ def _execute(lake: Lake, plan: ScrubPlan, strategy: strategies.Strategy, journal
         e = entries.get(fp.file.path)
         if e and e["state"] == "committed":
             continue
-        if e and e["state"] == "written" and settle(lake.root, fp.file.path, fp.rows_kept,
-                                                    journal):
+        if settle(lake.root, fp.file.path, fp.rows_kept, journal):
             continue
-        journal.temp_path(lake.root / fp.file.path).unlink(missing_ok=True)  # a torn write
         todo.append(fp)
     waves = [[f for f in todo if f.file.table not in mapping],
              [f for f in todo if f.file.table in mapping]]
@@ -186,6 +190,7 @@ def _execute(lake: Lake, plan: ScrubPlan, strategy: strategies.Strategy, journal
                     done += 1
                     if progress:
                         progress("rewrite", done, total)
+    make_durable(lake.root, [fp.file.path for fp in plan.touched])
     return results
 
 

@@ -30,10 +30,9 @@ def writer_settings(spec: TableSpec, layout: str, cfg: LakeConfig) -> dict:
     if spec.name == "audio":  # keep an audio row group near 32 MiB whatever the payload size
         rg = max(256, min(rg, (32 << 20) // cfg.audio_bytes))
     settings = {
-        "compression": {f.name: ("NONE" if f.name in spec.uncompressed else COMPRESSION.upper())
-                        for f in schema},
-        "compression_level": {f.name: COMPRESSION_LEVEL for f in schema
-                              if f.name not in spec.uncompressed},
+        "compression": COMPRESSION.upper(),
+        "compression_level": COMPRESSION_LEVEL,
+        "uncompressed_columns": [c for c in spec.uncompressed if c in schema.names],
         "use_dictionary": [c for c in spec.dictionary if c in schema.names],
         "write_statistics": True,
         "data_page_size": DATA_PAGE_SIZE,
@@ -45,7 +44,16 @@ def writer_settings(spec: TableSpec, layout: str, cfg: LakeConfig) -> dict:
 
 
 def open_writer(path: Path, schema: pa.Schema, settings: dict) -> pq.ParquetWriter:
-    kwargs = {k: v for k, v in settings.items() if k != "row_group_rows" and v is not None}
+    """A ParquetWriter from recorded settings. `uncompressed_columns` expands into per-column
+    codecs and levels (pyarrow refuses a level on an uncompressed column)."""
+    kwargs = {k: v for k, v in settings.items()
+              if k not in ("row_group_rows", "uncompressed_columns") and v is not None}
+    plain = set(settings.get("uncompressed_columns") or ())
+    if plain:
+        codec, level = kwargs.pop("compression"), kwargs.pop("compression_level", None)
+        kwargs["compression"] = {n: ("NONE" if n in plain else codec) for n in schema.names}
+        if level is not None:
+            kwargs["compression_level"] = {n: level for n in schema.names if n not in plain}
     return pq.ParquetWriter(path, schema, **kwargs)
 
 

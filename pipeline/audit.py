@@ -1,0 +1,282 @@
+"""The audit: read every file under the lake root and report any trace of the given customers.
+
+Parquet files are read through their columns: key columns (customer, device, recording ids,
+skill pseudonyms) by exact match, text columns for the customers' emails and phone numbers, and
+their full names as *possible* mentions (names are not unique, they never fail the audit). Any
+other file — journals, logs, temp files, manifests, receipts — is read as raw bytes.
+
+A trace in a file that the current table version references is *visible* (a query returns it);
+a trace anywhere else is *physically present* though hidden. Copy-on-write must leave neither.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.lake import Lake
+from pipeline.plan import key_array, match
+
+KEY_COLUMNS = ("customer_id", "device_id", "recording_id", "skill_user_id")
+RAW_CHUNK = 32 << 20
+
+
+@dataclass
+class Finding:
+    path: str
+    column: str  # column name, or "(bytes)" for a non-Parquet file
+    kind: str  # customer_id | device_id | recording_id | skill_user_id | email | phone | name
+    rows: int  # rows (Parquet) or occurrences (raw bytes)
+    visible: bool  # in a file the current table version references
+    possible: bool = False  # a name mention: reported apart, never fails the audit
+
+
+@dataclass
+class AuditReport:
+    lake: str
+    customers: int
+    files_read: int = 0
+    bytes_read: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def residue(self) -> list[Finding]:
+        return [f for f in self.findings if not f.possible]
+
+    @property
+    def visible_rows(self) -> int:
+        return sum(f.rows for f in self.residue if f.visible)
+
+    @property
+    def hidden_rows(self) -> int:
+        return sum(f.rows for f in self.residue if not f.visible)
+
+    @property
+    def clean(self) -> bool:
+        return not self.residue
+
+    def to_json(self) -> dict:
+        return {"lake": self.lake, "customers": self.customers, "files_read": self.files_read,
+                "bytes_read": self.bytes_read, "clean": self.clean,
+                "logically_visible_rows": self.visible_rows,
+                "physically_present_hidden": self.hidden_rows,
+                "possible_name_mentions": sum(f.rows for f in self.findings if f.possible),
+                "findings": [asdict(f) for f in self.findings]}
+
+
+@dataclass
+class Needles:
+    keys: dict[str, pa.Array]
+    emails: list[str]
+    phones: list[str]
+    names: list[str]
+
+    def text_patterns(self) -> dict[str, re.Pattern | None]:
+        return {"email": _alternation(self.emails), "phone": _alternation(self.phones),
+                "name": _alternation(self.names)}
+
+
+def _alternation(words: list[str]) -> re.Pattern | None:
+    words = sorted({w for w in words if w}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(w) for w in words)) if words else None
+
+
+def gather_needles(lake: Lake, customer_ids: np.ndarray, workers: int = 2) -> Needles:
+    """What to look for: the generator's ground truth when the lake is a voicescrub lake,
+    plus whatever the lake still links to these customers."""
+    from pipeline.resolve import resolve_keys
+
+    keys = resolve_keys(lake, customer_ids, workers)
+    emails: list[str] = []
+    phones: list[str] = []
+    names: list[str] = []
+    if lake.manifest is not None and lake.manifest.get("generator") == "voicescrub":
+        from generators.truth import config_from_manifest, identifiers
+
+        ids = identifiers(config_from_manifest(lake.manifest), customer_ids)
+        for kind, arr in ids.keys().items():
+            if kind in keys:
+                keys[kind] = key_array(pa.concat_arrays([keys[kind].cast(arr.type), arr]))
+            else:
+                keys[kind] = arr
+        emails, phones, names = ids.email, ids.phone, ids.full_name
+    pii = _pii_in_lake(lake, keys.get("customer_id"))
+    return Needles(keys, sorted(set(emails) | set(pii["email"])),
+                   sorted(set(phones) | set(pii["phone"])),
+                   sorted(set(names) | set(pii["full_name"])))
+
+
+def _pii_in_lake(lake: Lake, ids: pa.Array | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"email": [], "phone": [], "full_name": []}
+    if ids is None:
+        return out
+    for f in lake.files("customers") if "customers" in lake.tables() else []:
+        schema = pq.read_schema(lake.root / f.path)
+        cols = [c for c in ("customer_id", *out) if c in schema.names]
+        if "customer_id" not in cols:
+            continue
+        t = pq.read_table(lake.root / f.path, columns=cols)
+        t = t.filter(match(t["customer_id"], ids))
+        for c in out:
+            if c in t.column_names:
+                out[c] += [v for v in t[c].to_pylist() if v]
+    return out
+
+
+def walk(root: Path) -> Iterator[Path]:
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            yield p
+
+
+def is_parquet(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(-4, 2)
+            return head == b"PAR1" and fh.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
+                  visible: bool) -> list[Finding]:
+    out = []
+    pf = pq.ParquetFile(path)
+    schema = pf.schema_arrow
+    for i in range(pf.metadata.num_row_groups):
+        for name in schema.names:
+            typ = schema.field(name).type
+            if pa.types.is_dictionary(typ):
+                typ = typ.value_type
+            is_text = pa.types.is_string(typ) or pa.types.is_large_string(typ)
+            if name not in needles.keys and not is_text:
+                continue
+            col = pf.read_row_group(i, columns=[name])[name]
+            if pa.types.is_dictionary(col.type):
+                col = col.cast(col.type.value_type)
+            if name in needles.keys:
+                n = pc.sum(match(col, needles.keys[name])).as_py() or 0
+                if n:
+                    out.append(Finding(rel, name, name, n, visible))
+            if is_text:
+                out += _text_findings(col, rel, name, patterns, visible)
+    return _merge(out)
+
+
+def _text_findings(col: pa.ChunkedArray, rel: str, name: str, patterns: dict,
+                   visible: bool) -> list[Finding]:
+    out = []
+    prefilter = {"email": "@", "phone": "+", "name": None}
+    for kind, pattern in patterns.items():
+        if pattern is None:
+            continue
+        c = col
+        if prefilter[kind]:
+            c = c.filter(pc.fill_null(pc.match_substring(c, prefilter[kind]), False))
+        if len(c) == 0:
+            continue
+        hits = pc.sum(pc.fill_null(pc.match_substring_regex(c, pattern.pattern), False))
+        n = hits.as_py() or 0
+        if n:
+            out.append(Finding(rel, name, kind, n, visible, possible=kind == "name"))
+    return out
+
+
+def _merge(findings: list[Finding]) -> list[Finding]:
+    merged: dict[tuple, Finding] = {}
+    for f in findings:
+        k = (f.path, f.column, f.kind)
+        if k in merged:
+            merged[k].rows += f.rows
+        else:
+            merged[k] = f
+    return list(merged.values())
+
+
+TOKENS = {
+    # kind -> (pattern over raw bytes, how to turn a match into a comparable value)
+    "long_id": re.compile(rb"(?<![\d.])-?\d{10,20}(?!\d)"),
+    "customer_id": re.compile(rb"customer_id[\"':= ]{1,4}(\d+)(?!\d)"),
+    "email": re.compile(rb"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    "token": re.compile(rb"[\w.:-]{12,}"),
+    "phone": re.compile(rb"\+\d[\d ()-]{5,20}\d"),
+}
+
+
+@dataclass
+class RawNeedles:
+    """Needles as sets: raw bytes are tokenized once, then each token is a set lookup."""
+    ints: dict[str, set[int]]  # recording_id / device_id
+    customer_ids: set[int]
+    strings: dict[str, set[str]]  # skill_user_id / email / phone
+
+
+def raw_needles(needles: Needles) -> RawNeedles:
+    ints = {k: set(needles.keys[k].to_pylist()) for k in ("recording_id", "device_id")
+            if k in needles.keys}
+    cust = set(needles.keys["customer_id"].to_pylist()) if "customer_id" in needles.keys \
+        else set()
+    sk = needles.keys.get("skill_user_id")
+    strings = {"skill_user_id": set(sk.to_pylist()) if sk is not None else set(),
+               "email": set(needles.emails), "phone": set(needles.phones)}
+    return RawNeedles(ints, cust, strings)
+
+
+def audit_raw(path: Path, rel: str, needles: RawNeedles) -> list[Finding]:
+    counts: dict[str, int] = {}
+
+    def add(kind: str, n: int) -> None:
+        if n:
+            counts[kind] = counts.get(kind, 0) + n
+
+    with open(path, "rb") as fh:
+        tail = b""
+        while chunk := fh.read(RAW_CHUNK):
+            data = tail + chunk
+            longs = [int(m) for m in TOKENS["long_id"].findall(data)]
+            for kind, values in needles.ints.items():
+                add(kind, sum(v in values for v in longs))
+            add("customer_id", sum(int(m) in needles.customer_ids
+                                   for m in TOKENS["customer_id"].findall(data)))
+            tokens = {m.decode(errors="replace") for m in TOKENS["token"].findall(data)}
+            add("skill_user_id", len(tokens & needles.strings["skill_user_id"]))
+            emails = [m.decode(errors="replace") for m in TOKENS["email"].findall(data)]
+            add("email", sum(e in needles.strings["email"] for e in emails))
+            phones = [m.decode(errors="replace") for m in TOKENS["phone"].findall(data)]
+            add("phone", sum(p in needles.strings["phone"] for p in phones))
+            # keep an overlap so a needle cut by the chunk boundary is still seen (it may then
+            # count twice: a count here only has to be non-zero to fail the audit)
+            tail = data[-256:]
+    return [Finding(rel, "(bytes)", k, n, False) for k, n in counts.items()]
+
+
+def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2) -> AuditReport:
+    needles = gather_needles(lake, customer_ids, workers)
+    patterns = needles.text_patterns()
+    raw = raw_needles(needles)
+    referenced = {f.path for t in lake.tables() for f in lake.files(t)}
+    report = AuditReport(str(lake.root), int(len(customer_ids)))
+
+    def one(p: Path) -> list[Finding]:
+        rel = p.relative_to(lake.root).as_posix()
+        if is_parquet(p):
+            return audit_parquet(p, rel, needles, patterns, rel in referenced)
+        return audit_raw(p, rel, raw)
+
+    files = list(walk(lake.root))
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for found in pool.map(one, files):
+            report.findings += found
+    report.files_read = len(files)
+    report.bytes_read = sum(p.stat().st_size for p in files)
+    report.findings.sort(key=lambda f: (f.possible, not f.visible, f.path, f.column))
+    return report

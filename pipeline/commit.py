@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.faults import crashpoint
 from pipeline.journal import Journal
 from pipeline.lake import fsync_dir
 from pipeline.plan import FilePlan
@@ -65,6 +66,7 @@ def commit_rewrite(root: Path, fp: FilePlan, task: RewriteTask, result: RewriteR
     which a resume detects by its row count and rewrites again."""
     target = root / fp.file.path
     os.replace(task.dst, target)
+    crashpoint("after_rename")
     journal.log({"path": fp.file.path, "state": "committed", "rows": fp.rows_kept,
                  "bytes": target.stat().st_size, "checksum": result.checksum_kept})
 

@@ -108,7 +108,8 @@ def build_receipt(lake: Lake, request: ErasureRequest, plan: ScrubPlan, strategy
             "unknown_ids": int(len(unknown)),
             "unknown_ids_hashed": keyed_hashes(secret, unknown),
         },
-        "keys_resolved": {k: int(len(v)) for k, v in plan.keys.items()},
+        # a list, not {kind: count}: `"customer_id": 4` would read like a customer id
+        "keys_resolved": [{"key": k, "count": int(len(v))} for k, v in plan.keys.items()],
         "tables": tables,
         "totals": {k: v for k, v in totals.items() if k != "checksum_kept"},
         "checksums_kept_rows": totals["checksum_kept"],

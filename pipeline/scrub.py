@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from pipeline import strategies
 from pipeline.commit import check_rewrite, commit_rewrite, make_durable, settle
+from pipeline.faults import crashpoint
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal
 from pipeline.lake import Lake
@@ -120,12 +121,15 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
         saved["present_id_values"] = plan.present_ids.tolist()
         journal.start(plan.keys, saved)
         resumed = False
+        crashpoint("planned")
     t_exec = time.perf_counter()
     results = _execute(lake, plan, strategy, journal, workers, verify == "deep", progress)
     t_verify = time.perf_counter()
     changed = {p: (e["rows"], e["bytes"]) for p, e in journal.entries().items()
                if e["state"] == "committed"}
+    crashpoint("after_commits")
     lake.update_manifest(changed)
+    crashpoint("after_manifest")
     checks = verify_scrub(lake, plan, changed, results, deep=verify == "deep", workers=workers)
     t_end = time.perf_counter()
     timings = {**plan.seconds, "execute": t_verify - t_exec, "verify": t_end - t_verify,
@@ -133,6 +137,7 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
     receipt = build_receipt(lake, request, plan, strategy, results, changed, checks, timings,
                             started_at=started_at, resumed=resumed, verify=verify)
     path = write_receipt(lake, journal.job_id, receipt, receipt_path)
+    crashpoint("after_receipt")
     if not checks["passed"]:
         raise VerificationError(f"verification failed: {checks['failures'][:3]} "
                                 f"(receipt: {path})")
@@ -169,8 +174,10 @@ def _execute(lake: Lake, plan: ScrubPlan, strategy: strategies.Strategy, journal
         schema = pq.read_schema(src)
         task = RewriteTask(src, journal.temp_path(src), fp.rules, plan.keys, fp.row_groups,
                            lake.writer_settings(fp.file.table, src), schema)
+        crashpoint("before_rewrite")
         result = strategy.rewrite(task)
         check_rewrite(fp, task, result, deep)
+        crashpoint("before_rename")
         commit_rewrite(lake.root, fp, task, result, journal)
         return fp.file.path, result
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from generators.writer import open_writer
+from pipeline.faults import crashpoint
 from pipeline.plan import Rule, match
 
 CHECKSUM_SEED = 0x5EED
@@ -101,6 +102,7 @@ class Sink:
         head, tail = table.slice(0, rows), table.slice(rows)
         self.writer.write_table(head, row_group_size=rows)
         self.result.row_groups_written += 1
+        crashpoint("mid_write")  # a row group is on disk, the file is not finished
         self.pending = tail.to_batches()
         self.pending_rows = tail.num_rows
 

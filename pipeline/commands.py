@@ -1,0 +1,196 @@
+"""CLI commands of the scrub: scrub, strategies, audit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.intake import ErasureRequest, RequestError, parse_ids, read_request
+from pipeline.lake import Lake, LakeError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _request(customers: Path | None, ids: str | None) -> ErasureRequest:
+    if (customers is None) == (ids is None):
+        raise RequestError("give exactly one of --customers FILE or --ids 1,2,3")
+    return read_request(customers) if customers is not None else parse_ids(ids or "")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} PB"
+
+
+def print_plan(plan, lake: Lake) -> None:  # noqa: ANN001 - ScrubPlan, imported lazily
+    t = Table(title=f"scrub plan for {lake.root} (dry run: nothing touched)")
+    for col in ("table", "region", "files", "skipped: bucket", "skipped: stats", "scanned",
+                "to rewrite", "row groups", "rows to erase", "bytes to rewrite"):
+        t.add_column(col, justify="right" if col not in ("table", "region") else "left")
+    rows: dict[tuple[str, str], list[int]] = {}
+    for fp in plan.files:
+        r = rows.setdefault((fp.file.table, fp.file.region), [0] * 8)
+        r[0] += 1
+        r[1] += fp.pruned_by == "bucket"
+        r[2] += fp.pruned_by == "stats"
+        r[3] += fp.pruned_by is None
+        r[4] += fp.touched
+        r[5] += len(fp.row_groups)
+        r[6] += fp.rows_matched
+        r[7] += fp.file.bytes if fp.touched else 0
+    for (table, region), r in rows.items():
+        t.add_row(table, region, *[f"{v:,}" for v in r[:7]], _human(r[7]))
+    out.print(t)
+    keys = ", ".join(f"{k}: {len(v):,}" for k, v in plan.keys.items())
+    out.print(f"keys resolved — {keys}")
+
+
+def scrub(
+    lake: Annotated[Path, typer.Option(help="Lake root")],
+    strategy: Annotated[str, typer.Option(help="Strategy (see `voicescrub strategies`)")]
+    = "arrow",
+    customers: Annotated[Path | None, typer.Option(
+        help="Request file: CSV, Parquet or JSON-lines with customer_id[, requested_at]")]
+    = None,
+    ids: Annotated[str | None, typer.Option(help="Customer ids, comma-separated")] = None,
+    receipt: Annotated[Path | None, typer.Option(help="Also write the receipt here")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan, touch nothing")] = False,
+    workers: Annotated[int, typer.Option(help="Files in flight; 0 = all cores")] = 0,
+    verify: Annotated[str, typer.Option(help="default (footers + streamed checksums) or deep "
+                                             "(re-read every written file, rescan the lake)")]
+    = "default",
+    lineage: Annotated[Path | None, typer.Option(
+        help="Lineage spec (JSON) for a lake without _lake.json")] = None,
+) -> None:
+    """Erase customers from every table, region and replica of the lake."""
+    import os
+
+    from pipeline import strategies
+    from pipeline.scrub import plan_scrub, run_scrub
+
+    workers = workers or os.cpu_count() or 1
+    try:
+        if verify not in ("default", "deep"):
+            raise RequestError(f"--verify must be default or deep, got {verify!r}")
+        request = _request(customers, ids)
+        strategies.get(strategy)
+        the_lake = Lake.open(lake, lineage)
+        if dry_run:
+            the_lake.validate()
+    except (RequestError, LakeError) as e:
+        raise _fail(str(e)) from None
+    except KeyError as e:
+        raise _fail(e.args[0]) from None
+    if dry_run:
+        plan = plan_scrub(the_lake, request, workers)
+        print_plan(plan, the_lake)
+        unknown = len(np.setdiff1d(request.ids, plan.present_ids))
+        out.print(f"{len(request):,} customers requested, {unknown:,} not found in any table")
+        return
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("plan", total=None)
+
+        def progress(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total)
+
+        try:
+            outcome = run_scrub(the_lake, request, strategy, workers=workers, verify=verify,
+                                receipt_path=receipt, progress=progress)
+        except LakeError as e:
+            raise _fail(str(e)) from None
+    r = outcome.receipt
+    if outcome.already_done:
+        out.print(f"job {r['job_id']} already finished on {r['finished_at']}: nothing to do")
+        return
+    t = r["totals"]
+    out.print(f"erased {t['rows_erased']:,} rows of {r['request']['ids']:,} customers "
+              f"({r['request']['unknown_ids']:,} unknown) with {r['strategy']}: "
+              f"{t['files_rewritten']:,} of {t['files']:,} files rewritten, "
+              f"{_human(t['bytes_read'])} read, {_human(t['bytes_written'])} written, "
+              f"{r['timings_s']['total']:.1f} s; verification "
+              f"{'passed' if r['verification']['passed'] else 'FAILED'}")
+    out.print(f"receipt: {outcome.receipt_path}")
+
+
+def list_strategies() -> None:
+    """List the strategies that `scrub --strategy` accepts."""
+    from pipeline import strategies
+
+    t = Table()
+    t.add_column("name")
+    t.add_column("engine")
+    t.add_column("what it does")
+    for name, cls in strategies.available().items():
+        t.add_row(name, cls.engine, cls.description)
+    out.print(t)
+
+
+def audit(
+    lake: Annotated[Path, typer.Option(help="Lake root")],
+    customers: Annotated[Path | None, typer.Option(help="Request file of customer ids")] = None,
+    ids: Annotated[str | None, typer.Option(help="Customer ids, comma-separated")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON")]
+    = None,
+    workers: Annotated[int, typer.Option(help="Files read at once; 0 = all cores")] = 0,
+    lineage: Annotated[Path | None, typer.Option(help="Lineage spec for a lake without "
+                                                      "_lake.json")] = None,
+    limit: Annotated[int, typer.Option(help="Findings listed on screen")] = 20,
+) -> None:
+    """Read every file under the lake root; exit 1 if any trace of the customers is left."""
+    import os
+
+    from pipeline.audit import run_audit
+
+    try:
+        request = _request(customers, ids)
+        the_lake = Lake.open(lake, lineage)
+    except (RequestError, LakeError) as e:
+        raise _fail(str(e)) from None
+    report = run_audit(the_lake, request.ids, workers or os.cpu_count() or 1)
+    if json_out:
+        json_out.write_text(json.dumps(report.to_json(), indent=1))
+    residue = report.residue
+    if residue:
+        t = Table(title="residue")
+        for col in ("file", "column", "kind", "rows", "visible"):
+            t.add_column(col)
+        for f in residue[:limit]:
+            t.add_row(f.path, f.column, f.kind, f"{f.rows:,}", "yes" if f.visible else "no")
+        out.print(t)
+        if len(residue) > limit:
+            out.print(f"… and {len(residue) - limit:,} more findings (--json for all)")
+    mentions = [f for f in report.findings if f.possible]
+    out.print(f"read {report.files_read:,} files ({_human(report.bytes_read)}) for "
+              f"{report.customers:,} customers: "
+              f"logically visible {report.visible_rows:,}, "
+              f"physically present but hidden {report.hidden_rows:,}, "
+              f"possible name mentions {sum(f.rows for f in mentions):,} "
+              f"(names are not unique; not residue)")
+    if not report.clean:
+        out.print("[bold red]RESIDUE FOUND[/]")
+        raise typer.Exit(1)
+    out.print("[bold green]clean[/]: no key, email or phone number of these customers is left")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(scrub)
+    app.command("strategies")(list_strategies)
+    app.command()(audit)

@@ -33,15 +33,18 @@ def _write_durably(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def lake_secret(root: Path) -> bytes:
+def lake_secret(root: Path, create: bool = True) -> bytes | None:
     """Secret of the keyed hashes in receipts and job ids: VOICESCRUB_RECEIPT_KEY, else a
-    random key made once per lake (so a receipt never reveals which ids it names)."""
+    random key made once per lake (so a receipt never reveals which ids it names).
+    With create=False, None when the lake has none yet (no job can have started)."""
     env = os.environ.get("VOICESCRUB_RECEIPT_KEY")
     if env:
         return env.encode()
     d = root / SCRUB_DIR
-    d.mkdir(exist_ok=True)
     path = d / KEY_FILE
+    if not path.exists() and not create:
+        return None
+    d.mkdir(exist_ok=True)
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -63,8 +66,13 @@ class Journal:
         self._log = None
 
     @classmethod
-    def for_request(cls, root: Path, ids: np.ndarray) -> Journal:
-        digest = hashlib.sha256(lake_secret(root) + np.asarray(ids, np.int64).tobytes())
+    def for_request(cls, root: Path, ids: np.ndarray, create: bool = True) -> Journal | None:
+        """The job of a request (its id is a keyed hash of the ids); with create=False, None
+        when the lake has no receipt key yet, so nothing is written before validation."""
+        secret = lake_secret(root, create)
+        if secret is None:
+            return None
+        digest = hashlib.sha256(secret + np.asarray(ids, np.int64).tobytes())
         return cls(root, digest.hexdigest()[:16])
 
     # --- state -------------------------------------------------------------------------

@@ -105,17 +105,18 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
     t_start = time.perf_counter()
     started_at = dt.datetime.now(dt.UTC)
     strategy = strategies.get(strategy_name)
-    journal = Journal.for_request(lake.root, request.ids)
-    if journal.finished:
+    journal = Journal.for_request(lake.root, request.ids, create=False)
+    if journal is not None and journal.finished:
         return ScrubOutcome(journal.receipt(), None, None, already_done=True)
-    if journal.started:
+    if journal is not None and journal.started:
         keys, saved = journal.load()
         plan = _plan_from_json(lake, keys, saved)
         present = np.asarray(saved.get("present_id_values", []), np.int64)
         plan.present_ids = present
         resumed = True
     else:
-        lake.validate()
+        lake.validate()  # before anything is written, the receipt key included
+        journal = Journal.for_request(lake.root, request.ids)
         plan = plan_scrub(lake, request, workers)
         saved = plan.to_json()
         saved["present_id_values"] = plan.present_ids.tolist()

@@ -46,7 +46,7 @@ class DuckDBRewrite(Strategy):
                f"WHERE NOT coalesce(({where}), false)")
         sink = Sink(task, result)
         try:
-            reader = con.execute(sql, {"path": str(task.src)}).fetch_record_batch(BATCH_ROWS)
+            reader = con.execute(sql, {"path": str(task.src)}).to_arrow_reader(BATCH_ROWS)
             for batch in reader:
                 sink.write(batch)
             sink.close()

@@ -1,0 +1,79 @@
+"""A scrub killed with SIGKILL anywhere, then re-run with the same command, ends in the same lake
+as an uninterrupted run, with no temp file left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.intake import parse_ids
+from pipeline.lake import Lake
+from pipeline.scrub import run_scrub
+from tests.pipeline.conftest import lake_digest, snapshot
+
+IDS = "2,3,5,7,11,13,17,19,23"
+REPO = Path(__file__).resolve().parents[2]
+
+# (point, n): killed the n-th time the job reaches the point. 24 points across every phase.
+POINTS = [("planned", 1)] + [("before_rewrite", n) for n in (1, 2, 5, 17, 40)] + \
+    [("mid_write", n) for n in (1, 3, 12, 33)] + \
+    [("before_rename", n) for n in (1, 4, 9, 25)] + \
+    [("after_rename", n) for n in (1, 2, 6, 20, 37)] + \
+    [("after_commits", 1), ("after_manifest", 1), ("after_receipt", 1)]
+# Killed twice: once in the first run, again while resuming.
+TWICE = [(("after_rename", 3), ("before_rewrite", 2)), (("mid_write", 5), ("mid_write", 2))]
+
+
+def scrub_cmd(lake: Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", "scrub", "--lake", str(lake), "--ids", IDS,
+            "--strategy", "arrow", "--workers", "2"]
+
+
+def killed_at(lake: Path, point: tuple[str, int]) -> None:
+    env = {**os.environ, "VOICESCRUB_CRASH_AT": f"{point[0]}:{point[1]}"}
+    proc = subprocess.run(scrub_cmd(lake), env=env, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == -9, (point, proc.returncode, proc.stderr[-500:])
+
+
+def data_state(lake: Path) -> tuple[dict, dict]:
+    files = {k: v for k, v in lake_digest(lake).items() if k.endswith(".parquet")
+             and not k.startswith("_scrub")}
+    m = json.loads((lake / "_lake.json").read_text())
+    return files, {t: (v["rows"], v["replica_rows"], v["files"]) for t, v in m["tables"].items()}
+
+
+@pytest.fixture(scope="module")
+def reference(date_src: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    lake = snapshot(date_src, tmp_path_factory.mktemp("ref") / "lake")
+    run_scrub(Lake.open(lake), parse_ids(IDS), "arrow", workers=2)
+    return data_state(lake)
+
+
+def finish_and_compare(lake: Path, reference: tuple[dict, dict]) -> None:
+    outcome = run_scrub(Lake.open(lake), parse_ids(IDS), "arrow", workers=2)
+    assert outcome.receipt["verification"]["passed"]
+    assert not [p for p in lake.rglob("*") if p.name.endswith(".tmp")], "temp files survived"
+    assert data_state(lake) == reference
+    assert not list((lake / "_scrub").glob("*/keys-*.parquet")), "raw keys survived the job"
+
+
+@pytest.mark.parametrize("point", POINTS, ids=[f"{p}:{n}" for p, n in POINTS])
+def test_killed_once(point: tuple[str, int], date_src: Path, tmp_path: Path,
+                     reference: tuple[dict, dict]) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    killed_at(lake, point)
+    finish_and_compare(lake, reference)
+
+
+@pytest.mark.parametrize("points", TWICE, ids=["rename-then-rewrite", "mid-write-twice"])
+def test_killed_twice(points, date_src: Path, tmp_path: Path,  # noqa: ANN001
+                      reference: tuple[dict, dict]) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    for p in points:
+        killed_at(lake, p)
+    finish_and_compare(lake, reference)

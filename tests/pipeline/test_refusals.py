@@ -1,0 +1,120 @@
+"""Bad input is refused with a clear message and exit status 2, before anything is touched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.lake import Lake, LakeError
+from tests.pipeline.conftest import lake_digest, snapshot
+
+runner = CliRunner()
+
+
+def scrub(lake: Path, *args: str):  # noqa: ANN201
+    return runner.invoke(app, ["scrub", "--lake", str(lake), *args])
+
+
+@pytest.mark.parametrize("setup, args, message", [
+    (None, ["--customers", "{tmp}/missing.csv"], "does not exist"),
+    ("customer_id\n", ["--customers", "{tmp}/r.csv"], "lists no customer ids"),
+    ("customer_id\n1\nzz\n", ["--customers", "{tmp}/r.csv"], "is not an integer"),
+    ("customer_id\n-1\n", ["--customers", "{tmp}/r.csv"], "is negative"),
+    ("id\n1\n", ["--customers", "{tmp}/r.csv"], "has no customer_id column"),
+    (None, ["--ids", ""], "--ids is empty"),
+    (None, ["--ids", "1,2", "--strategy", "nope"], "unknown strategy 'nope'"),
+    (None, [], "exactly one of --customers"),
+    (None, ["--ids", "1", "--verify", "sometimes"], "--verify must be"),
+])
+def test_bad_request(date_src: Path, tmp_path: Path, setup: str | None, args: list[str],
+                     message: str) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    if setup is not None:
+        (tmp_path / "r.csv").write_text(setup)
+    before = lake_digest(lake)
+    result = scrub(lake, *[a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert lake_digest(lake) == before
+
+
+def test_lake_without_manifest_or_lineage(date_src: Path, tmp_path: Path) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    (lake / "_lake.json").unlink()
+    before = lake_digest(lake)
+    result = scrub(lake, "--ids", "1")
+    assert result.exit_code == 2
+    assert "neither _lake.json nor a --lineage spec" in result.output
+    assert lake_digest(lake) == before
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("extra", "not in the manifest"), ("missing", "are missing"), ("resized", "manifest says"),
+])
+def test_lake_that_does_not_match_its_manifest(date_src: Path, tmp_path: Path, damage: str,
+                                               message: str) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    victim = sorted((lake / "recordings").rglob("*.parquet"))[0]
+    if damage == "extra":
+        pq.write_table(pa.table({"customer_id": [1]}), victim.with_name("stray.parquet"))
+    elif damage == "missing":
+        victim.unlink()
+    else:
+        data = victim.read_bytes()
+        victim.unlink()  # a hard link: replace, never write through to the source
+        victim.write_bytes(data + b"\0")
+    before = lake_digest(lake)
+    result = scrub(lake, "--ids", "1,2")
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert lake_digest(lake) == before
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(date_src: Path, tmp_path: Path) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    before = lake_digest(lake)
+    result = runner.invoke(app, ["scrub", "--lake", str(lake), "--ids", "1,2,3", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "rows to erase" in result.output.replace("\n", " ") or "erase" in result.output
+    assert "keys resolved" in result.output
+    assert lake_digest(lake) == before
+
+
+def test_generic_lake_with_a_lineage_spec(tmp_path: Path) -> None:
+    """Any Hive-partitioned Parquet lake can be scrubbed once its owner writes a lineage."""
+    lake = tmp_path / "shop"
+    (lake / "users" / "region=eu").mkdir(parents=True)
+    (lake / "orders" / "region=eu").mkdir(parents=True)
+    (lake / "order_lines" / "region=eu").mkdir(parents=True)
+    pq.write_table(pa.table({"customer_id": [1, 2, 3], "email": ["a@x.io", "b@x.io", "c@x.io"]}),
+                   lake / "users" / "region=eu" / "part-0.parquet")
+    pq.write_table(pa.table({"order_id": [10, 11, 12, 13], "customer_id": [1, 2, 2, 3]}),
+                   lake / "orders" / "region=eu" / "part-0.parquet")
+    pq.write_table(pa.table({"order_id": [10, 11, 12, 12, 13], "sku": list("abcde")}),
+                   lake / "order_lines" / "region=eu" / "part-0.parquet")
+    spec = {"subject": "customer_id",
+            "keys": {"order_id": {"table": "orders", "column": "order_id", "via": "customer_id"}},
+            "tables": {"users": {"customer_id": "customer_id"},
+                       "orders": {"customer_id": "customer_id"},
+                       "order_lines": {"order_id": "order_id"}}}
+    (tmp_path / "lineage.json").write_text(json.dumps(spec))
+    result = runner.invoke(app, ["scrub", "--lake", str(lake), "--ids", "2",
+                                 "--lineage", str(tmp_path / "lineage.json")])
+    assert result.exit_code == 0, result.output
+    lines = pq.read_table(lake / "order_lines" / "region=eu" / "part-0.parquet")
+    assert lines["sku"].to_pylist() == ["a", "e"]
+    assert pq.read_table(lake / "orders")["customer_id"].to_pylist() == [1, 3]
+
+
+def test_lineage_errors(tmp_path: Path) -> None:
+    (tmp_path / "l.json").write_text(json.dumps({"subject": "customer_id",
+                                                 "tables": {"t": {"x": "order_id"}}}))
+    (tmp_path / "lake").mkdir()
+    with pytest.raises(LakeError, match="unknown key 'order_id'"):
+        Lake.open(tmp_path / "lake", tmp_path / "l.json")

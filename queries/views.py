@@ -1,0 +1,146 @@
+"""DuckDB views over a voicescrub lake: one view per table, replicas hidden.
+
+For every table `t`:
+- `t` holds the primary rows only (a fact row stored in its origin region), with a `region`
+  column and, for facts, a `date` column (see below); the path columns `origin`/`bucket` are
+  dropped, so nothing is counted twice.
+- `t_all` (facts only) holds every stored copy, with `origin`, the layout's path column and an
+  `is_replica` flag: what an erasure has to reach.
+
+`date` is the local calendar day of the recording in its origin region (what the date layout
+partitions by and what usage_daily rolls up). In the date layout it is the path partition (so
+filters on it prune files) for every fact; in the bucket layout it is usage_daily's own column,
+or derived from the row's timestamp and the origin's UTC offset for recordings, actions and
+skill_events. audio and transcripts carry no time column: in the bucket layout they have no
+`date` (join recordings on recording_id).
+
+Views read the files through globs with absolute paths, so a database file holding them works
+from any directory and sees files added or rewritten later. A table with no file at all gets an
+empty view with the contract's columns (rewrite the views once the table has files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from generators.lake import read_manifest
+from generators.population import UTC_OFFSET_H  # the generator's fixed offsets (no DST)
+from generators.schemas import TABLES
+
+# Hive partition types by table kind and layout, explicit rather than guessed from the values;
+# DuckDB also refuses a hive_type the paths do not have, hence one set per layout.
+HIVE_TYPES = {
+    "dimension": {"region": "VARCHAR"},
+    "date": {"region": "VARCHAR", "origin": "VARCHAR", "date": "DATE"},
+    "bucket": {"region": "VARCHAR", "origin": "VARCHAR", "bucket": "INTEGER"},
+}
+# The timestamp that dates a fact row in the bucket layout (no date partition to read).
+TIME_COLUMN = {"recordings": "started_at", "actions": "executed_at",
+               "skill_events": "occurred_at"}
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _pattern(table: str, kind: str, layout: str) -> str:
+    """The files of a table, relative to the lake root."""
+    if kind == "dimension":
+        return f"{table}/region=*/*.parquet"
+    leaf = "date=*" if layout == "date" else "bucket=*"
+    return f"{table}/region=*/origin=*/{leaf}/*.parquet"
+
+
+def _source(lake: Path, table: str, kind: str, layout: str) -> str:
+    types = HIVE_TYPES["dimension" if kind == "dimension" else layout]
+    hive = ", ".join(f"{_quote(k)}: {v}" for k, v in types.items())
+    return (f"read_parquet({_quote(f'{lake}/{_pattern(table, kind, layout)}')}, "
+            f"hive_partitioning = true, hive_types = {{{hive}}})")
+
+
+def _local_date(column: str, regions: list[str]) -> str:
+    """SQL for the local day of a UTC timestamp in the row's origin region."""
+    cases = " ".join(f"WHEN {_quote(r)} THEN {UTC_OFFSET_H.get(r, 0)}" for r in regions)
+    return (f"CAST(timezone('UTC', {column}) + to_hours(CASE origin {cases} ELSE 0 END) "
+            f"AS DATE)")
+
+
+def _empty_select(table: str, layout: str, kind: str) -> tuple[str, str]:
+    """SELECTs with the right columns and no rows, for a table without files."""
+    schema = TABLES[table].file_schema(layout)
+    types = duckdb.connect().from_arrow(schema.empty_table()).types
+    cols = [f"CAST(NULL AS {t}) AS {n}" for n, t in zip(schema.names, types, strict=True)
+            if n != "date"]
+    cols.append("CAST(NULL AS VARCHAR) AS region")
+    if kind == "dimension":
+        return f"SELECT {', '.join(cols)} LIMIT 0", ""
+    if layout == "date" or table in TIME_COLUMN or table == "usage_daily":
+        cols.append("CAST(NULL AS DATE) AS date")
+    extra = ["CAST(NULL AS VARCHAR) AS origin"]
+    if layout == "bucket":
+        extra.append("CAST(NULL AS INTEGER) AS bucket")
+    extra.append("CAST(NULL AS BOOLEAN) AS is_replica")
+    return (f"SELECT {', '.join(cols)} LIMIT 0",
+            f"SELECT {', '.join(cols + extra)} LIMIT 0")
+
+
+def _fact_selects(lake: Path, table: str, layout: str, regions: list[str]) -> tuple[str, str]:
+    src = _source(lake, table, "fact", layout)
+    if layout == "date":
+        base = "* EXCLUDE (region, origin, date), region, date"
+        path_cols = "origin"
+    else:
+        path_cols = "origin, bucket"
+        if table == "usage_daily":
+            base = "* EXCLUDE (region, origin, bucket, date), region, date"
+        elif table in TIME_COLUMN:
+            date = _local_date(TIME_COLUMN[table], regions)
+            base = f"* EXCLUDE (region, origin, bucket), region, {date} AS date"
+        else:
+            base = "* EXCLUDE (region, origin, bucket), region"
+    primary = f"SELECT {base}\nFROM {src}\nWHERE region = origin"
+    everything = (f"SELECT {base}, {path_cols}, region <> origin AS is_replica\nFROM {src}")
+    return primary, everything
+
+
+def view_statements(lake: Path) -> list[tuple[str, str]]:
+    """(view name, CREATE VIEW statement) for every table of the lake."""
+    lake = Path(lake).resolve()
+    manifest = read_manifest(lake)
+    layout, regions = manifest["layout"], manifest["regions"]
+    out = []
+    for table, spec in TABLES.items():
+        has_files = any(lake.glob(_pattern(table, spec.kind, layout)))
+        if not has_files:
+            primary, everything = _empty_select(table, layout, spec.kind)
+        elif spec.kind == "dimension":
+            primary = (f"SELECT * EXCLUDE (region), region\n"
+                       f"FROM {_source(lake, table, 'dimension', layout)}")
+            everything = ""
+        else:
+            primary, everything = _fact_selects(lake, table, layout, regions)
+        out.append((table, f"CREATE OR REPLACE VIEW {table} AS\n{primary};"))
+        if everything:
+            out.append((f"{table}_all",
+                        f"CREATE OR REPLACE VIEW {table}_all AS\n{everything};"))
+    return out
+
+
+def view_sql(lake: Path) -> str:
+    """The CREATE VIEW statements for `lake`, as one SQL script."""
+    header = f"-- voicescrub views over {Path(lake).resolve()}\n"
+    return header + "\n\n".join(sql for _, sql in view_statements(lake)) + "\n"
+
+
+def connect(lake: Path, db: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection (in memory, or the database file `db`) with the lake's views."""
+    statements = view_statements(lake)  # read the manifest before creating any db file
+    con = duckdb.connect(db)
+    # The lake stores UTC instants: show them as such, whatever the machine's time zone.
+    con.execute("SET TimeZone = 'UTC'")
+    for _, sql in statements:
+        con.execute(sql)
+    return con
+

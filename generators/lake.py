@@ -26,7 +26,7 @@ from generators import dims
 from generators.audio import AudioSynth
 from generators.config import GENERATOR_VERSION, ConfigError, LakeConfig
 from generators.facts import Core, FactGenerator
-from generators.population import Population, bucket_of_ints, bucket_of_strings
+from generators.population import UTC_OFFSET_H, Population, bucket_of_ints, bucket_of_strings
 from generators.schemas import (
     DIMENSION_TABLES,
     SCHEMA_VERSION,
@@ -204,7 +204,7 @@ def _spill(unit: Unit, index: int, spills: dict[str, list[pa.Table]]) -> None:
         if key == "recording_id":
             b = bucket_of_ints(t[key].to_numpy(), cfg.n_buckets)
         else:
-            b = bucket_of_strings(t[key].to_pylist(), cfg.n_buckets)
+            b = bucket_of_strings(t[key], cfg.n_buckets)
         order = np.argsort(b, kind="stable")
         b_sorted = b[order]
         t = t.take(order)
@@ -327,7 +327,8 @@ def build_manifest(cfg: LakeConfig, records: list[dict], seconds: float) -> dict
             "rows": sum(by_region.values()),
             "rows_by_region": by_region,
             "replica_rows": sum(r["rows"] for r in recs if r["region"] != r["origin"]),
-            "bytes": sum(r["bytes"] for r in recs),
+            "bytes": sum(r["bytes"] for r in recs),  # every file, replicas included
+            "replica_bytes": sum(r["bytes"] for r in recs if r["region"] != r["origin"]),
             "schema": {f.name: str(f.type) for f in spec.file_schema(cfg.layout)},
             "sort": list(spec.sort_date if cfg.layout == "date" else spec.sort_bucket),
             "bucket_key": spec.bucket_key if cfg.layout == "bucket" else None,
@@ -344,6 +345,7 @@ def build_manifest(cfg: LakeConfig, records: list[dict], seconds: float) -> dict
         "layout": cfg.layout,
         "regions": list(cfg.regions),
         "replicas": cfg.replica_of(),
+        "utc_offsets": {r: UTC_OFFSET_H.get(r, 0) for r in cfg.regions},  # local days, no DST
         "partitioning": {
             "dimension": "<table>/region=<home region>/",
             "fact": ("<table>/region=<stored region>/origin=<origin region>/"
@@ -352,7 +354,7 @@ def build_manifest(cfg: LakeConfig, records: list[dict], seconds: float) -> dict
         },
         "buckets": ({"count": cfg.n_buckets,
                      "int_keys": "splitmix64(uint64(key)) % count",
-                     "string_keys": "crc32(utf8(key)) % count"}
+                     "string_keys": "fnv1a64(utf8(key)) % count"}
                     if cfg.layout == "bucket" else None),
         "config": cfg.to_json(),
         "generation_seconds": round(seconds, 3),

@@ -6,10 +6,9 @@ worker can take any slice of customers, days or regions and agree with every oth
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from generators import rng
 from generators.config import RECORDINGS_PER_CUSTOMER, LakeConfig
@@ -166,7 +165,31 @@ def bucket_of_ints(keys: np.ndarray, n_buckets: int) -> np.ndarray:
     return (rng.mix64(keys.astype(np.uint64)) % np.uint64(n_buckets)).astype(np.int64)
 
 
-def bucket_of_strings(keys: list[str] | np.ndarray, n_buckets: int) -> np.ndarray:
-    """Bucket of string keys: crc32 of the UTF-8 bytes modulo the bucket count."""
-    return np.fromiter((zlib.crc32(k.encode()) % n_buckets for k in keys), dtype=np.int64,
-                       count=len(keys))
+def bucket_of_strings(keys: list[str] | np.ndarray | pa.Array | pa.ChunkedArray,
+                      n_buckets: int) -> np.ndarray:
+    """Bucket of string keys: FNV-1a (64-bit) of the UTF-8 bytes modulo the bucket count.
+
+    Vectorized over rows: strings are grouped by byte length and hashed one byte position at
+    a time across the group (the loop runs over positions, never over rows)."""
+    arr = keys if isinstance(keys, pa.Array | pa.ChunkedArray) \
+        else pa.array(list(keys), pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.large_string())
+    n = len(arr)
+    out = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return out
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] else \
+        np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    prime, basis = np.uint64(0x100000001B3), np.uint64(0xCBF29CE484222325)
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        h = np.full(len(rows), basis, dtype=np.uint64)
+        starts = offsets[rows]
+        for j in range(int(length)):
+            h = (h ^ data[starts + j].astype(np.uint64)) * prime
+        out[rows] = (h % np.uint64(n_buckets)).astype(np.int64)
+    return out

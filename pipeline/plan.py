@@ -137,7 +137,7 @@ def _stats_may_hold(stats, np_keys: np.ndarray | None, sorted_py: list | None) -
 def _buckets(keys: pa.Array, n: int) -> set[int]:
     if pa.types.is_integer(keys.type):
         return set(bucket_of_ints(keys.to_numpy(), n).tolist())
-    return set(bucket_of_strings(keys.to_pylist(), n).tolist())
+    return set(bucket_of_strings(keys, n).tolist())
 
 
 class Planner:

@@ -13,8 +13,9 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,48 +193,48 @@ def _chunk_rows(cfg: LakeConfig) -> int:
 
 # --- bucket layout: actions and skill events are bucketed by their own key -----------------
 def _spill(unit: Unit, index: int, spills: dict[str, list[pa.Table]]) -> None:
-    """Route rows to the bucket of the key they carry, as Arrow IPC spill files."""
+    """Route rows to the bucket of the key they carry: one Arrow IPC file per unit and table,
+    one record batch per target bucket (an empty batch where a bucket gets nothing), so a
+    merge reads its bucket's batch from each file, memory-mapped."""
     cfg, out = _STATE["cfg"], _STATE["out"]
     for table, parts in spills.items():
         if not parts:
             continue
         t = pa.concat_tables(parts)
-        if not t.num_rows:
-            continue
         key = TABLES[table].bucket_key
         if key == "recording_id":
             b = bucket_of_ints(t[key].to_numpy(), cfg.n_buckets)
         else:
             b = bucket_of_strings(t[key], cfg.n_buckets)
         order = np.argsort(b, kind="stable")
-        b_sorted = b[order]
         t = t.take(order)
-        bounds = np.searchsorted(b_sorted, np.arange(cfg.n_buckets + 1))
-        for bucket in range(cfg.n_buckets):
-            lo, hi = bounds[bucket], bounds[bucket + 1]
-            if hi == lo:
-                continue
-            d = out / SPILL / table / f"region={unit.region}" / f"bucket={bucket:03d}"
-            d.mkdir(parents=True, exist_ok=True)
-            with ipc.new_file(d / f"from-{unit.part:03d}-{index:03d}.arrow", t.schema) as w:
-                w.write_table(t.slice(lo, hi - lo))
+        bounds = np.searchsorted(b[order], np.arange(cfg.n_buckets + 1))
+        d = out / SPILL / table / f"region={unit.region}"
+        d.mkdir(parents=True, exist_ok=True)
+        with ipc.new_file(d / f"from-{unit.part:03d}-{index:03d}.arrow", t.schema) as w:
+            for bucket in range(cfg.n_buckets):
+                lo, hi = bounds[bucket], bounds[bucket + 1]
+                w.write_batch(t.slice(lo, hi - lo).combine_chunks().to_batches()[0]
+                              if hi > lo else pa.RecordBatch.from_pylist([], t.schema))
 
 
 def _merge_unit(unit: Unit) -> list[dict]:
     cfg, out = _STATE["cfg"], _STATE["out"]
     region = cfg.regions[unit.region]
-    d = out / SPILL / unit.table / f"region={unit.region}" / f"bucket={unit.part:03d}"
+    d = out / SPILL / unit.table / f"region={unit.region}"
     spec = TABLES[unit.table]
-    sources = sorted(d.glob("*.arrow")) if d.exists() else []
-    if not sources:
+    batches = []
+    for p in sorted(d.glob("*.arrow")) if d.exists() else []:
+        with pa.memory_map(str(p)) as source:
+            batch = ipc.open_file(source).get_batch(unit.part)
+            if batch.num_rows:
+                batches.append(batch)
+    if not batches:
         return []
-    t = pa.concat_tables(ipc.open_file(p).read_all() for p in sources)
-    t = t.sort_by([(c, "ascending") for c in spec.sort_bucket])
+    t = pa.Table.from_batches(batches).sort_by([(c, "ascending") for c in spec.sort_bucket])
     tf = _open(unit.table, region, unit.part)
     tf.write(t)
-    records = _finish({unit.table: tf}, region, unit.part)
-    shutil.rmtree(d)
-    return records
+    return _finish({unit.table: tf}, region, unit.part)
 
 
 # --- orchestration -------------------------------------------------------------------------
@@ -253,6 +254,30 @@ def plan_units(cfg: LakeConfig) -> tuple[list[Unit], list[Unit]]:
     second = [Unit("merge", r, bucket, table=t) for t in ("actions", "skill_events")
               for bucket in range(cfg.n_buckets) for r in range(len(cfg.regions))]
     return first, second
+
+
+def _schedule(pool: ProcessPoolExecutor, first: list[Unit], second: list[Unit], workers: int,
+              tick: Callable[[list[dict]], None]) -> None:
+    """Run the units with a short queue: a region's merges (bucket layout) start as soon as
+    that region's fact units are done, ahead of other regions' fact units, so no core idles
+    at a barrier between the phases."""
+    pending = deque(first)
+    left = {r: sum(1 for u in first if u.kind == "facts" and u.region == r)
+            for r in {u.region for u in first}}
+    merges = {r: [u for u in second if u.region == r] for r in left}
+    running: dict = {}
+    while pending or running:
+        while pending and len(running) < 2 * workers:
+            unit = pending.popleft()
+            running[pool.submit(_run_unit, unit)] = unit
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for f in done:
+            unit = running.pop(f)
+            tick(f.result())
+            if unit.kind == "facts":
+                left[unit.region] -= 1
+                if left[unit.region] == 0:
+                    pending.extendleft(reversed(merges[unit.region]))
 
 
 def check_output(out: Path, force: bool) -> None:
@@ -296,10 +321,7 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(cfg.n_workers, mp_context=ctx, initializer=_init_worker,
                                      initargs=(cfg, vocab, str(out))) as pool:
-                for phase in (first, second):
-                    futures = [pool.submit(_run_unit, u) for u in phase]
-                    for f in as_completed(futures):
-                        tick(f.result())
+                _schedule(pool, first, second, cfg.n_workers, tick)
         finally:
             for k, v in saved.items():
                 if v is None:

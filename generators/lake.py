@@ -200,22 +200,24 @@ def _spill(unit: Unit, index: int, spills: dict[str, list[pa.Table]]) -> None:
     for table, parts in spills.items():
         if not parts:
             continue
-        t = pa.concat_tables(parts)
+        # One dictionary per column for the whole file: IPC files cannot replace it.
+        t = pa.concat_tables(parts).unify_dictionaries().combine_chunks()
+        if t.num_rows == 0:
+            continue
         key = TABLES[table].bucket_key
         if key == "recording_id":
             b = bucket_of_ints(t[key].to_numpy(), cfg.n_buckets)
         else:
             b = bucket_of_strings(t[key], cfg.n_buckets)
         order = np.argsort(b, kind="stable")
-        t = t.take(order)
+        batch = t.take(order).combine_chunks().to_batches()[0]
         bounds = np.searchsorted(b[order], np.arange(cfg.n_buckets + 1))
         d = out / SPILL / table / f"region={unit.region}"
         d.mkdir(parents=True, exist_ok=True)
         with ipc.new_file(d / f"from-{unit.part:03d}-{index:03d}.arrow", t.schema) as w:
             for bucket in range(cfg.n_buckets):
                 lo, hi = bounds[bucket], bounds[bucket + 1]
-                w.write_batch(t.slice(lo, hi - lo).combine_chunks().to_batches()[0]
-                              if hi > lo else pa.RecordBatch.from_pylist([], t.schema))
+                w.write_batch(batch.slice(lo, hi - lo))
 
 
 def _merge_unit(unit: Unit) -> list[dict]:

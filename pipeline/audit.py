@@ -79,9 +79,16 @@ class Needles:
     phones: list[str]
     names: list[str]
 
-    def text_patterns(self) -> dict[str, re.Pattern | None]:
-        return {"email": _alternation(self.emails), "phone": _alternation(self.phones),
-                "name": _alternation(self.names)}
+    def text_patterns(self, names: bool = True) -> dict:
+        """What text columns are searched with: exact-token sets for emails and phones
+        (phones without separators), a regex of full names for possible mentions."""
+        sets = {}
+        if self.emails:
+            sets["email"] = pa.array(sorted(set(self.emails)), pa.string())
+        if self.phones:
+            stripped = {re.sub(r"[ ().-]", "", p) for p in self.phones}
+            sets["phone"] = pa.array(sorted(stripped), pa.string())
+        return {"sets": sets, "name": _alternation(self.names) if names else None}
 
 
 def _alternation(words: list[str]) -> re.Pattern | None:
@@ -152,43 +159,104 @@ def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
     out = []
     pf = pq.ParquetFile(path)
     schema = pf.schema_arrow
+    text, keys = [], []
+    for name in schema.names:
+        typ = schema.field(name).type
+        if pa.types.is_dictionary(typ):
+            typ = typ.value_type
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            text.append(name)
+        if name in needles.keys:
+            keys.append(name)
+    columns = list(dict.fromkeys(keys + text))
+    if not columns:
+        return out
     for i in range(pf.metadata.num_row_groups):
-        for name in schema.names:
-            typ = schema.field(name).type
-            if pa.types.is_dictionary(typ):
-                typ = typ.value_type
-            is_text = pa.types.is_string(typ) or pa.types.is_large_string(typ)
-            if name not in needles.keys and not is_text:
-                continue
-            col = pf.read_row_group(i, columns=[name])[name]
-            if pa.types.is_dictionary(col.type):
-                col = col.cast(col.type.value_type)
-            if name in needles.keys:
+        rg = pf.read_row_group(i, columns=columns)
+        for name in columns:
+            col = rg[name].combine_chunks()
+            if name in text:
+                out += _text_findings(col, rel, name, patterns, visible)
+            if name in keys:
+                if pa.types.is_dictionary(col.type):
+                    col = col.cast(col.type.value_type)
                 n = pc.sum(match(col, needles.keys[name])).as_py() or 0
                 if n:
                     out.append(Finding(rel, name, name, n, visible))
-            if is_text:
-                out += _text_findings(col, rel, name, patterns, visible)
     return _merge(out)
 
 
-def _text_findings(col: pa.ChunkedArray, rel: str, name: str, patterns: dict,
-                   visible: bool) -> list[Finding]:
-    out = []
-    prefilter = {"email": "@", "phone": "+", "name": None}
-    for kind, pattern in patterns.items():
-        if pattern is None:
-            continue
-        c = col
-        if prefilter[kind]:
-            c = c.filter(pc.fill_null(pc.match_substring(c, prefilter[kind]), False))
-        if len(c) == 0:
-            continue
-        hits = pc.sum(pc.fill_null(pc.match_substring_regex(c, pattern.pattern), False))
-        n = hits.as_py() or 0
-        if n:
-            out.append(Finding(rel, name, kind, n, visible, possible=kind == "name"))
+def _rows_containing(col: pa.Array, chars: bytes) -> np.ndarray:
+    """Rows whose bytes contain any of `chars`: a scan of the data buffer with numpy,
+    mapped back to rows through the offsets (no per-value call)."""
+    if len(col) == 0:
+        return np.zeros(0, np.int64)
+    wide = pa.types.is_large_string(col.type)
+    _, off_buf, data_buf = col.buffers()[:3]
+    if data_buf is None:
+        return np.zeros(0, np.int64)
+    offsets = np.frombuffer(off_buf, np.int64 if wide else np.int32, count=len(col) + 1,
+                            offset=col.offset * (8 if wide else 4))
+    data = np.frombuffer(data_buf, np.uint8)[offsets[0]:offsets[-1]]
+    hit = np.zeros(len(data), dtype=bool)
+    for c in chars:
+        hit |= data == c
+    pos = np.flatnonzero(hit) + offsets[0]
+    return np.unique(np.searchsorted(offsets, pos, side="right") - 1)
+
+
+EMAIL_SPLIT = r"[\s,;:\"'<>()\[\]{}|/\\]+"  # emails never contain these
+PHONE_STRIP = r"[ ().-]"  # phones compare without their separators
+PHONE_SPLIT = r"[^0-9+]+"
+
+
+def _token_mask(col: pa.Array, needles: pa.Array, split: str, strip: str | None) -> np.ndarray:
+    """Per row: does any token equal a needle? Every value is split into tokens, the tokens
+    looked up in the needle set, and the hits mapped back to their rows."""
+    out = np.zeros(len(col), dtype=bool)
+    if strip is not None:
+        col = pc.replace_substring_regex(col, strip, "")
+    tokens = pc.split_pattern_regex(col, split)
+    flat = pc.list_flatten(tokens)
+    if len(flat):
+        hit = pc.fill_null(pc.is_in(flat, value_set=needles), False)
+        out[pc.list_parent_indices(tokens).to_numpy()[hit.to_numpy(zero_copy_only=False)]] = True
     return out
+
+
+def _text_masks(col: pa.Array, patterns: dict) -> dict[str, np.ndarray]:
+    """kind -> rows holding it. Emails and phone numbers: only rows holding '@' or '+' (a byte
+    scan) are tokenized and looked up in the needle sets. Names need a regex pass."""
+    masks = {}
+    sets = patterns.get("sets", {})
+    if sets:
+        rows = _rows_containing(col, b"@+")
+        if len(rows):
+            cand = col.take(pa.array(rows))
+            for kind, split, strip in (("email", EMAIL_SPLIT, None),
+                                       ("phone", PHONE_SPLIT, PHONE_STRIP)):
+                if kind in sets:
+                    m = np.zeros(len(col), dtype=bool)
+                    m[rows] = _token_mask(cand, sets[kind], split, strip)
+                    masks[kind] = m
+    if patterns.get("name") is not None:
+        hits = pc.fill_null(pc.match_substring_regex(col, patterns["name"].pattern), False)
+        masks["name"] = hits.to_numpy(zero_copy_only=False)
+    return masks
+
+
+def _text_findings(col: pa.Array, rel: str, name: str, patterns: dict,
+                   visible: bool) -> list[Finding]:
+    if pa.types.is_dictionary(col.type):
+        # search each distinct value once, then count the rows that use a hit value
+        masks = _text_masks(col.dictionary, patterns)
+        idx = col.indices.to_numpy(zero_copy_only=False)
+        valid = col.indices.is_valid().to_numpy(zero_copy_only=False)
+        counts = {k: int(m[idx[valid]].sum()) for k, m in masks.items()}
+    else:
+        counts = {k: int(m.sum()) for k, m in _text_masks(col, patterns).items()}
+    return [Finding(rel, name, k, n, visible, possible=k == "name")
+            for k, n in counts.items() if n]
 
 
 def _merge(findings: list[Finding]) -> list[Finding]:
@@ -259,9 +327,12 @@ def audit_raw(path: Path, rel: str, needles: RawNeedles) -> list[Finding]:
     return [Finding(rel, "(bytes)", k, n, False) for k, n in counts.items()]
 
 
-def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2) -> AuditReport:
+def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
+              names: bool = True) -> AuditReport:
+    """Audit every file under the root. names=False skips the possible-mention search of
+    full names (the costliest part, and never residue)."""
     needles = gather_needles(lake, customer_ids, workers)
-    patterns = needles.text_patterns()
+    patterns = needles.text_patterns(names)
     raw = raw_needles(needles)
     referenced = {f.path for t in lake.tables() for f in lake.files(t)}
     report = AuditReport(str(lake.root), int(len(customer_ids)))

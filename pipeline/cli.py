@@ -86,7 +86,7 @@ def _register_optional() -> None:
     """Commands that live beside their own module (queries, scrub, bench)."""
     import importlib
 
-    for module in ("pipeline.commands", "queries.commands"):
+    for module in ("pipeline.commands", "queries.commands", "bench.commands"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -72,7 +72,7 @@ def scrub(
     ids: Annotated[str | None, typer.Option(help="Customer ids, comma-separated")] = None,
     receipt: Annotated[Path | None, typer.Option(help="Also write the receipt here")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the plan, touch nothing")] = False,
-    workers: Annotated[int, typer.Option(help="Files in flight; 0 = all cores")] = 0,
+    workers: Annotated[int, typer.Option(help="Files in flight; 0 = cores + 1")] = 0,
     verify: Annotated[str, typer.Option(help="default (footers + streamed checksums) or deep "
                                              "(re-read every written file, rescan the lake)")]
     = "default",
@@ -85,7 +85,7 @@ def scrub(
     from pipeline import strategies
     from pipeline.scrub import plan_scrub, run_scrub
 
-    workers = workers or os.cpu_count() or 1
+    workers = workers or (os.cpu_count() or 1) + 1  # fsync waits leave a core idle otherwise
     try:
         if verify not in ("default", "deep"):
             raise RequestError(f"--verify must be default or deep, got {verify!r}")

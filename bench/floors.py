@@ -1,0 +1,98 @@
+"""The physical floors a scrub is measured against, on the very files the scrub touches.
+
+- scan floor: read the key columns of every file of the lineage (what any plan must at least
+  read when statistics cannot prune);
+- codec floor: re-encode each touched file with its own writer settings and no filter, written
+  as durably as a strategy writes (fsync), beside the source, then removed;
+- I/O floor: copy each touched file byte for byte (fsync), then remove the copy.
+
+Each floor runs on the same thread pool size as the strategies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from generators.writer import open_writer
+from pipeline.lake import Lake
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pool(fn: Callable[[str], int], paths: list[str], workers: int) -> int:
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return sum(pool.map(fn, paths))
+
+
+def scan_floor(lake: Lake, workers: int) -> dict:
+    """Read the key column(s) of every file of every table the lineage names."""
+    jobs = []
+    for table in lake.tables():
+        cols = sorted({r.column for r in lake.lineage.rules_for(table)})
+        jobs += [(f.path, cols) for f in lake.files(table)]
+
+    def one(job: tuple[str, list[str]]) -> int:
+        path, cols = job
+        pf = pq.ParquetFile(lake.root / path)
+        rows = 0
+        for i in range(pf.metadata.num_row_groups):
+            rows += pf.read_row_group(i, columns=cols).num_rows
+        return rows
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        rows = sum(pool.map(one, jobs))
+    return {"files": len(jobs), "rows": rows}
+
+
+def codec_floor(lake: Lake, paths: list[str], workers: int) -> dict:
+    """Decode and re-encode each file with its writer settings, no filter, fsync."""
+    tables = {f.path: f.table for t in lake.tables() for f in lake.files(t)}
+
+    def one(rel: str) -> int:
+        src = lake.root / rel
+        dst = src.with_name(f".{src.name}.codec-floor.tmp")
+        settings = lake.writer_settings(tables[rel], src)
+        pf = pq.ParquetFile(src)
+        writer = open_writer(dst, pf.schema_arrow, settings)
+        try:
+            for i in range(pf.metadata.num_row_groups):
+                writer.write_table(pf.read_row_group(i),
+                                   row_group_size=settings.get("row_group_rows") or 65536)
+        finally:
+            writer.close()
+        _fsync(dst)
+        size = dst.stat().st_size
+        dst.unlink()
+        return size
+
+    return {"files": len(paths), "bytes_written": _pool(one, paths, workers)}
+
+
+def io_floor(lake: Lake, paths: list[str], workers: int) -> dict:
+    """Copy each file byte for byte, fsync, remove the copy."""
+
+    def one(rel: str) -> int:
+        src = lake.root / rel
+        dst = src.with_name(f".{src.name}.io-floor.tmp")
+        shutil.copyfile(src, dst)
+        _fsync(dst)
+        size = dst.stat().st_size
+        dst.unlink()
+        return size
+
+    return {"files": len(paths), "bytes_written": _pool(one, paths, workers)}
+
+
+FLOORS = {"scan": scan_floor, "codec": codec_floor, "io": io_floor}

@@ -1,0 +1,313 @@
+"""Render a benchmark run: long-format CSV, a markdown report, PNG charts, comparisons.
+
+Everything is computed from the pytest-benchmark JSON alone, so the report's numbers are the
+JSON's numbers. Times are the children's work time (`work_s`: the work itself, without
+interpreter start); ratios are to the floors measured in the same run on the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+Row = dict
+
+
+def load_rows(benchmark_json: Path) -> list[Row]:
+    data = json.loads(Path(benchmark_json).read_text())
+    rows = []
+    for b in data["benchmarks"]:
+        x = dict(b["extra_info"])
+        if "kind" not in x:
+            continue
+        x["timer_s"] = b["stats"]["mean"]
+        rows.append(x)
+    return rows
+
+
+def _key(r: Row) -> tuple:
+    return (r["sf"], r["layout"], r["batch"])
+
+
+def scenarios(rows: list[Row]) -> dict[tuple, dict[str, Row]]:
+    """(sf, layout, batch) -> contender name -> row (floors as 'floor:<name>')."""
+    out: dict[tuple, dict[str, Row]] = defaultdict(dict)
+    for r in rows:
+        if r["kind"] == "backlog":
+            continue
+        name = f"floor:{r['name']}" if r["kind"] == "floor" else r["name"]
+        out[_key(r)][name] = r
+    return dict(sorted(out.items()))
+
+
+def ratios(group: dict[str, Row]) -> dict[str, dict[str, float | None]]:
+    """Each strategy's time as a multiple of each floor and of the best strategy."""
+    strategies = {n: r for n, r in group.items() if not n.startswith("floor:")}
+    best = min((r["work_s"] for r in strategies.values()), default=None)
+    out = {}
+    for n, r in strategies.items():
+        t = r["work_s"]
+        out[n] = {f: (t / group[f"floor:{f}"]["work_s"] if f"floor:{f}" in group else None)
+                  for f in ("scan", "codec", "io")}
+        out[n]["best"] = t / best if best else None
+    return out
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.0f}"
+
+
+def _penalty(r: Row, q: str) -> float | None:
+    after = r.get("queries_after", {}).get(q, {}).get("seconds")
+    before = r.get("baseline_queries", {}).get(q, {}).get("seconds")
+    return after / before if after and before else None
+
+
+def scenario_table(group: dict[str, Row]) -> list[str]:
+    rat = ratios(group)
+    lines = [
+        "| contender | time s | × codec floor | × scan floor | × I/O floor | × best | "
+        "peak RSS MB | CPU s | files rewritten | rows erased | MB written | write amp. | "
+        "residue logical / physical | read penalty (history, volume) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = sorted(group, key=lambda n: (not n.startswith("floor:"), group[n]["work_s"]))
+    for n in order:
+        r = group[n]
+        if n.startswith("floor:"):
+            files = "all (key columns)" if n == "floor:scan" else f"{r['touched_files']:,}"
+            lines.append(f"| *{n.removeprefix('floor:')} floor* | {_fmt(r['work_s'])} | | | | | "
+                         f"{r['peak_rss_mb']:,.0f} | {_fmt(r['cpu_s'], 1)} | {files} | | "
+                         f"{_mb(r['write_bytes'])} | | | |")
+            continue
+        q = rat[n]
+        lines.append(
+            f"| **{n}** | {_fmt(r['work_s'])} | {_fmt(q['codec'])} | {_fmt(q['scan'])} | "
+            f"{_fmt(q['io'])} | {_fmt(q['best'])} | {r['peak_rss_mb']:,.0f} | "
+            f"{_fmt(r['cpu_s'], 1)} | {r['files_rewritten']:,} / {r['files_total']:,} | "
+            f"{r['rows_erased']:,} | {_mb(r['bytes_written'])} | "
+            f"{_fmt(r['write_amplification'], 0)} | "
+            f"{r['residue_logical_rows']} / {r['residue_physical_rows']} | "
+            f"{_fmt(_penalty(r, 'voice_history'))}, {_fmt(_penalty(r, 'region_volume'))} |")
+    return lines
+
+
+def headline(rows: list[Row]) -> list[str]:
+    """The largest scale factor's largest-batch scenarios: the table the README shows."""
+    groups = scenarios(rows)
+    if not groups:
+        return ["(no scenario measured)"]
+    sf = max(k[0] for k in groups)
+    batch = max(k[2] for k in groups if k[0] == sf and k in groups)
+    lines = [f"Scale factor {sf:g}, {batch:,} customers per job; time in seconds (× the codec "
+             "floor: re-encoding the same files with no filter).", "",
+             "| strategy | " + " | ".join(f"{lay} layout" for lay in ("date", "bucket")) + " |",
+             "|---|---:|---:|"]
+    names = sorted({n for k, g in groups.items() if k[0] == sf and k[2] == batch for n in g})
+    for n in sorted(names, key=lambda x: (x.startswith("floor:"), x)):
+        cells = []
+        for lay in ("date", "bucket"):
+            g = groups.get((sf, lay, batch), {})
+            if n not in g:
+                cells.append("–")
+            elif n.startswith("floor:"):
+                cells.append(f"{g[n]['work_s']:.1f}")
+            else:
+                cells.append(f"{g[n]['work_s']:.1f} (×{ratios(g)[n]['codec'] or 0:.2f})")
+        lines.append(f"| {n.replace('floor:', 'floor: ')} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_markdown(rows: list[Row], title: str = "voicescrub benchmark") -> str:
+    if not rows:
+        return f"# {title}\n\nNo results.\n"
+    m = rows[0]["machine"]
+    v = rows[0]["engine_versions"]
+    s = rows[0]["settings"]
+    out = [f"# {title}", "",
+           f"Profile `{rows[0]['profile']}`, {rows[0]['workers']} files in flight. Machine: "
+           f"{m['cores']} cores ({m['cpu']}), {m['memory_mb'] / 1024:.0f} GiB, "
+           f"Python {m['python']}, commit {m['git_commit']}.",
+           "Engines: " + ", ".join(f"{k} {val}" for k, val in sorted(v.items())) + ".",
+           "",
+           "Times are each child process's own work time (interpreter start excluded); each "
+           "ran on a fresh hard-linked snapshot. Ratios divide by floors measured in this run "
+           "on the same files: **scan** reads the key columns of every file, **codec** "
+           "re-encodes the touched files with their writer settings and no filter (fsynced), "
+           "**I/O** copies them (fsynced). Every strategy round was verified: its receipt's "
+           "checks passed and an audit of every file of the scrubbed snapshot found no "
+           "residue. Write amplification = bytes written ÷ bytes the erased rows took on disk. "
+           "Read penalty = query time after the scrub ÷ before.", "",
+           "## Headline", "", *headline(rows), ""]
+    for (sf, layout, batch), group in scenarios(rows).items():
+        any_r = next(iter(group.values()))
+        out += [f"## sf {sf:g}, {layout} layout, {batch:,} customers", "",
+                f"{any_r['touched_files']:,} files touched ({_mb(any_r['touched_bytes'])} MB), "
+                f"{any_r['rows_to_erase']:,} rows to erase.", "", *scenario_table(group), ""]
+    backlog = [r for r in rows if r["kind"] == "backlog"]
+    if backlog:
+        out += ["## Backlog: jobs in a row on one lake", "",
+                "| strategy | " + " | ".join(f"job {i + 1}" for i in
+                                             range(len(backlog[0]["jobs"]))) + " | total |",
+                "|---|" + "---:|" * (len(backlog[0]["jobs"]) + 1)]
+        for r in backlog:
+            out.append(f"| {r['name']} | " + " | ".join(f"{j['work_s']:.1f}" for j in r["jobs"])
+                       + f" | {r['work_s']:.1f} |")
+        out.append("")
+    out += ["## Charts", "", "![time vs batch size](time_vs_batch.png)", "",
+            "![time vs scale factor](time_vs_sf.png)", "",
+            "![write amplification](write_amplification.png)", ""]
+    if backlog:
+        out += ["![backlog](backlog.png)", ""]
+    out += ["## Settings", "", "```json", json.dumps(s, indent=1), "```", ""]
+    return "\n".join(out)
+
+
+LONG_FIELDS = ("work_s", "wall_s", "timer_s", "cpu_s", "user_s", "sys_s", "peak_rss_mb",
+               "read_bytes", "write_bytes", "files_rewritten", "files_total", "rows_erased",
+               "bytes_written", "bytes_scanned", "write_amplification", "row_groups_rewritten",
+               "residue_logical_rows", "residue_physical_rows")
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    """Long format: one line per (scenario, contender, metric)."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["profile", "sf", "layout", "batch", "kind", "contender", "metric", "value"])
+        for r in rows:
+            base = [r["profile"], r["sf"], r["layout"], r["batch"], r["kind"], r["name"]]
+            for f in LONG_FIELDS:
+                if f in r:
+                    w.writerow([*base, f, r[f]])
+            for q, v in r.get("queries_after", {}).items():
+                w.writerow([*base, f"query_after_s:{q}", v["seconds"]])
+            for i, j in enumerate(r.get("jobs", [])):
+                w.writerow([*base, f"job_{i + 1}_work_s", j["work_s"]])
+
+
+def write_charts(rows: list[Row], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    strat = [r for r in rows if r["kind"] == "strategy"]
+    floors = [r for r in rows if r["kind"] == "floor" and r["name"] == "codec"]
+
+    def lines(ax, xkey: str, fixed: dict, series: list[Row], label_fn) -> None:  # noqa: ANN001
+        groups: dict[str, list[Row]] = defaultdict(list)
+        for r in series:
+            if all(r[k] == v for k, v in fixed.items()):
+                groups[label_fn(r)].append(r)
+        for label, rs in sorted(groups.items()):
+            rs.sort(key=lambda r: r[xkey])
+            ax.plot([r[xkey] for r in rs], [r["work_s"] for r in rs], marker="o", label=label,
+                    linestyle="--" if label.startswith("codec floor") else "-")
+
+    # time vs batch size, one panel per layout
+    layouts = sorted({r["layout"] for r in strat})
+    top_sf = max((r["sf"] for r in strat), default=None)
+    if strat:
+        fig, axes = plt.subplots(1, len(layouts), figsize=(6 * len(layouts), 4.5), squeeze=False)
+        for ax, lay in zip(axes[0], layouts, strict=True):
+            lines(ax, "batch", {"layout": lay, "sf": top_sf}, strat, lambda r: r["name"])
+            lines(ax, "batch", {"layout": lay, "sf": top_sf}, floors, lambda r: "codec floor")
+            ax.set_xscale("log")
+            ax.set_xlabel("customers per job")
+            ax.set_ylabel("seconds")
+            ax.set_title(f"sf {top_sf:g}, {lay} layout")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.suptitle("Scrub time vs batch size")
+        fig.tight_layout()
+        made.append(_save(fig, out / "time_vs_batch.png"))
+        # time vs scale factor at the headline batch
+        batch = max(r["batch"] for r in strat)
+        fig, axes = plt.subplots(1, len(layouts), figsize=(6 * len(layouts), 4.5), squeeze=False)
+        for ax, lay in zip(axes[0], layouts, strict=True):
+            lines(ax, "sf", {"layout": lay, "batch": batch}, strat, lambda r: r["name"])
+            lines(ax, "sf", {"layout": lay, "batch": batch}, floors, lambda r: "codec floor")
+            ax.set_xscale("log")
+            ax.set_xlabel("scale factor")
+            ax.set_ylabel("seconds")
+            ax.set_title(f"{batch:,} customers, {lay} layout")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.suptitle("Scrub time vs lake size")
+        fig.tight_layout()
+        made.append(_save(fig, out / "time_vs_sf.png"))
+        # write amplification
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        labels = [f"{r['name']}\nsf{r['sf']:g} {r['layout']} b{r['batch']}" for r in strat]
+        ax.bar(range(len(strat)), [r["write_amplification"] for r in strat])
+        ax.set_xticks(range(len(strat)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("bytes written ÷ bytes erased")
+        ax.set_title("Write amplification of copy-on-write")
+        ax.grid(alpha=0.3, axis="y")
+        fig.tight_layout()
+        made.append(_save(fig, out / "write_amplification.png"))
+    backlog = [r for r in rows if r["kind"] == "backlog"]
+    if backlog:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for r in backlog:
+            ax.plot(range(1, len(r["jobs"]) + 1), [j["work_s"] for j in r["jobs"]], marker="o",
+                    label=r["name"])
+        ax.set_xlabel("job (one a day)")
+        ax.set_ylabel("seconds")
+        ax.set_title(f"Backlog: sf {backlog[0]['sf']:g}, {backlog[0]['layout']} layout, "
+                     f"{backlog[0]['batch']:,} customers per job")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        made.append(_save(fig, out / "backlog.png"))
+    return made
+
+
+def _save(fig, path: Path) -> Path:  # noqa: ANN001
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def render(results_dir: Path) -> Path:
+    rows = load_rows(results_dir / "benchmark.json")
+    write_csv(rows, results_dir / "timings.csv")
+    write_charts(rows, results_dir)
+    report = results_dir / "report.md"
+    report.write_text(render_markdown(rows))
+    return report
+
+
+def compare(a: Path, b: Path, threshold: float = 0.15) -> tuple[str, bool]:
+    """Compare run B against run A: per scenario and strategy, the time and the ratio to the
+    codec floor (robust to a noisier machine). A regression is a ratio that grew beyond
+    `threshold`."""
+    ra, rb = scenarios(load_rows(a / "benchmark.json")), scenarios(load_rows(b / "benchmark.json"))
+    lines = [f"Comparing {b} against {a} (regression: ratio to the codec floor up more than "
+             f"{threshold:.0%})", "",
+             "| scenario | strategy | time A s | time B s | × codec A | × codec B | change | |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    regressed = False
+    for key in sorted(set(ra) & set(rb)):
+        qa, qb = ratios(ra[key]), ratios(rb[key])
+        for name in sorted(set(qa) & set(qb)):
+            ca, cb = qa[name]["codec"], qb[name]["codec"]
+            change = (cb / ca - 1) if ca and cb else None
+            flag = change is not None and change > threshold
+            regressed |= flag
+            lines.append(
+                f"| sf{key[0]:g} {key[1]} b{key[2]} | {name} | {ra[key][name]['work_s']:.2f} | "
+                f"{rb[key][name]['work_s']:.2f} | {_fmt(ca)} | {_fmt(cb)} | "
+                f"{'–' if change is None else f'{change:+.0%}'} | "
+                f"{'**REGRESSION**' if flag else ''} |")
+    return "\n".join(lines), regressed

@@ -104,7 +104,9 @@ def headline(rows: list[Row]) -> list[str]:
     if not groups:
         return ["(no scenario measured)"]
     sf = max(k[0] for k in groups)
-    batch = max(k[2] for k in groups if k[0] == sf and k in groups)
+    main = rows[0]["settings"]["batches"]  # the profile's own batches, not the sweep
+    batch = max((k[2] for k in groups if k[0] == sf and k[2] in main),
+                default=max(k[2] for k in groups if k[0] == sf))
     lines = [f"Scale factor {sf:g}, {batch:,} customers per job; time in seconds (× the codec "
              "floor: re-encoding the same files with no filter).", "",
              "| strategy | " + " | ".join(f"{lay} layout" for lay in ("date", "bucket")) + " |",
@@ -224,7 +226,8 @@ def write_charts(rows: list[Row], out: Path) -> list[Path]:
             ax.set_ylabel("seconds")
             ax.set_title(f"sf {top_sf:g}, {lay} layout")
             ax.grid(alpha=0.3)
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
         fig.suptitle("Scrub time vs batch size")
         fig.tight_layout()
         made.append(_save(fig, out / "time_vs_batch.png"))
@@ -239,7 +242,8 @@ def write_charts(rows: list[Row], out: Path) -> list[Path]:
             ax.set_ylabel("seconds")
             ax.set_title(f"{batch:,} customers, {lay} layout")
             ax.grid(alpha=0.3)
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
         fig.suptitle("Scrub time vs lake size")
         fig.tight_layout()
         made.append(_save(fig, out / "time_vs_sf.png"))

@@ -32,7 +32,7 @@ class LakeConfig:
     audio_bytes: int = 200  # whole WAV payload: 44-byte header + 16-bit PCM
     buckets: int = 0  # 0 = sized from sf so bucket files stay ~constant in size
     workers: int = 0  # 0 = all cores
-    chunk_rows: int = 200_000  # rows generated at once per worker: bounds memory
+    chunk_rows: int = 65_536  # rows generated at once per worker (one row group): bounds memory
     bloom_filters: bool = False  # cost 2x write time; little use on the date layout
     extra: dict = field(default_factory=dict)
 

@@ -38,8 +38,9 @@ from generators.writer import TableFile, writer_settings
 
 MANIFEST = "_lake.json"
 SPILL = "_spill"
-MAX_FILE_ROWS = 2_000_000
-CUSTOMER_SLICE = 1 << 20
+MAX_FILE_ROWS = 131_072  # two row groups: a partition past this is split into parts, so
+# memory per worker does not grow with the scale factor (more files do)
+CUSTOMER_SLICE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -138,15 +139,17 @@ def _unit_cells(unit: Unit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _split_files(n: np.ndarray) -> Iterator[slice]:
-    """Cells grouped into files of at most MAX_FILE_ROWS recordings (customer ranges)."""
+    """Cells grouped into files of at most MAX_FILE_ROWS recordings, split evenly (a partition
+    of 280k rows becomes three files of ~93k, not 131k + 131k + 18k)."""
+    if not len(n):
+        return
     ends = np.cumsum(n)
-    start = 0
-    while start < len(n):
-        base = ends[start - 1] if start else 0
-        stop = int(np.searchsorted(ends, base + MAX_FILE_ROWS, side="right"))
-        stop = max(stop, start + 1)
-        yield slice(start, stop)
-        start = stop
+    parts = max(1, -(-int(ends[-1]) // MAX_FILE_ROWS))
+    target = -(-int(ends[-1]) // parts)
+    cuts = np.searchsorted(ends, np.arange(1, parts) * target, side="left") + 1
+    bounds = np.unique(np.concatenate([[0], np.minimum(cuts, len(n)), [len(n)]]))
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        yield slice(int(lo), int(hi))
 
 
 def _facts_unit(unit: Unit) -> list[dict]:

@@ -1,0 +1,1 @@
+from tests.pipeline.conftest import bucket_src, date_src  # noqa: F401 - shared small lakes

@@ -1,0 +1,121 @@
+"""The benchmark harness's pieces, without timing assertions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.floors import codec_floor, io_floor, scan_floor
+from bench.harness import Child, Settings, pick_ids, snapshot, source_state
+from bench.report import compare, load_rows, ratios, render, scenarios
+from pipeline.lake import Lake
+from tests.pipeline.conftest import lake_digest
+
+
+def test_snapshot_is_isolated_from_its_source(date_src: Path, tmp_path: Path) -> None:
+    from pipeline.intake import parse_ids
+    from pipeline.scrub import run_scrub
+
+    before_state, before_bytes = source_state(date_src), lake_digest(date_src)
+    snap = snapshot(date_src, tmp_path / "snap")
+    assert source_state(snap).keys() == before_state.keys()
+    run_scrub(Lake.open(snap), parse_ids("1,2,3"), "arrow")
+    assert source_state(date_src) == before_state
+    assert lake_digest(date_src) == before_bytes
+    assert lake_digest(snap) != before_bytes
+
+
+def test_child_reports_rusage_io_and_work_time(date_src: Path, tmp_path: Path) -> None:
+    child = Child({"kind": "floor", "name": "scan", "lake": str(date_src), "workers": 2},
+                  tmp_path / "scan.json").start()
+    child.go()
+    r = child.result()
+    assert r["work_s"] > 0 and r["rows"] > 0
+    assert child.rusage["peak_rss_mb"] > 50  # an interpreter with pyarrow loaded
+    assert child.rusage["cpu_s"] >= child.rusage["user_s"] > 0
+    assert {"rchar", "wchar"} <= set(r["io"])
+    assert child.wall_s >= r["work_s"]
+
+
+def test_child_failure_is_an_error(date_src: Path, tmp_path: Path) -> None:
+    (tmp_path / "ids.json").write_text("[1]")
+    child = Child({"kind": "strategy", "name": "no-such-strategy", "lake": str(date_src),
+                   "workers": 1, "ids_file": str(tmp_path / "ids.json")},
+                  tmp_path / "x.json").start()
+    with pytest.raises(RuntimeError, match="failed with exit status"):
+        child.go()
+
+
+def test_floors_measure_the_given_files_and_leave_nothing(date_src: Path,
+                                                          tmp_path: Path) -> None:
+    snap = snapshot(date_src, tmp_path / "snap")
+    lake = Lake.open(snap)
+    files = lake.files("recordings")[:5]
+    paths = [f.path for f in files]
+    before = lake_digest(snap)
+    assert io_floor(lake, paths, 2)["bytes_written"] == sum(f.bytes for f in files)
+    codec = codec_floor(lake, paths, 2)
+    assert codec["files"] == 5 and codec["bytes_written"] > 0
+    scan = scan_floor(lake, 2)
+    assert scan["rows"] == sum(f.rows for t in lake.tables() for f in lake.files(t))
+    assert lake_digest(snap) == before  # floors write beside, then remove
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROFILE", "full")
+    monkeypatch.setenv("SF", "0.5")
+    monkeypatch.setenv("BATCHES", "10,20")
+    monkeypatch.setenv("LAYOUTS", "bucket")
+    s = Settings.from_env()
+    assert s.sfs == (0.5,) and s.batches == (10, 20) and s.layouts == ("bucket",)
+    assert s.scenarios() == [(0.5, "bucket", 10), (0.5, "bucket", 20)]
+    monkeypatch.setenv("PROFILE", "nope")
+    with pytest.raises(SystemExit):
+        Settings.from_env()
+
+
+def test_pick_ids_is_deterministic_and_in_range() -> None:
+    m = {"config": {"n_customers": 500}}
+    a = pick_ids(m, 100, 42)
+    assert a == pick_ids(m, 100, 42) and len(set(a)) == 100
+    assert min(a) >= 1 and max(a) <= 500
+    assert pick_ids(m, 100, 42, job=1) != a
+
+
+FIXED = Path(__file__).parent / "data" / "benchmark.json"
+
+
+def test_report_from_a_fixed_json(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "benchmark.json").write_text(FIXED.read_text())
+    report = render(run).read_text()
+    rows = load_rows(run / "benchmark.json")
+    groups = scenarios(rows)
+    r = ratios(groups[(1.0, "date", 1000)])
+    assert r["arrow"]["codec"] == pytest.approx(30.0 / 15.0)
+    assert r["duckdb"]["best"] == pytest.approx(36.0 / 30.0)
+    assert "| arrow | 30.0 (×2.00) |" in report
+    assert "## sf 1, date layout, 1,000 customers" in report
+    csv = (run / "timings.csv").read_text().splitlines()
+    assert csv[0] == "profile,sf,layout,batch,kind,contender,metric,value"
+    assert any(",arrow,work_s,30.0" in line for line in csv)
+    for png in ("time_vs_batch.png", "time_vs_sf.png", "write_amplification.png"):
+        assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_flags_a_regression(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    data = json.loads(FIXED.read_text())
+    (a / "benchmark.json").write_text(json.dumps(data))
+    for bench in data["benchmarks"]:
+        if bench["extra_info"]["name"] == "duckdb":
+            bench["extra_info"]["work_s"] *= 1.5
+    (b / "benchmark.json").write_text(json.dumps(data))
+    text, regressed = compare(a, b)
+    assert regressed and "**REGRESSION**" in text
+    assert not compare(a, a)[1]

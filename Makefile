@@ -34,8 +34,9 @@ lint: setup ## ruff
 generate: setup ## generate a lake: make generate LAKE=lake SF=1 LAYOUT=date
 	$(BIN)/voicescrub generate --out $(LAKE) --sf $(SF) --seed $(SEED) --layout $(LAYOUT) --workers $(WORKERS)
 
-sql: setup ## interactive DuckDB over the lake: make sql LAKE=lake
-	$(BIN)/voicescrub shell --lake $(LAKE)
+sql: setup ## the DuckDB shell over the lake's views: make sql LAKE=lake
+	$(BIN)/voicescrub views --lake $(LAKE) --db $(LAKE).duckdb
+	$(BIN)/duckdb $(LAKE).duckdb
 
 bench-generate: setup ## benchmark the generator against DuckDB dbgen and Faker
 	$(BIN)/python -m pytest bench/test_generate_bench.py --benchmark-only -q -s

@@ -23,6 +23,18 @@ def proc_io() -> dict[str, int]:
     return {k: int(v) for k, v in (line.split(": ") for line in lines)}
 
 
+def peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM). Unlike wait4's ru_maxrss, it is not
+    inflated by the parent's memory at fork time (ru_maxrss survives exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def run_strategy(spec: dict, lake) -> dict:  # noqa: ANN001
     import numpy as np
 
@@ -80,7 +92,8 @@ def main() -> None:
     result = runner(spec, lake)
     seconds = time.perf_counter() - t0
     io1 = proc_io()
-    result.update(work_s=seconds, io={k: io1.get(k, 0) - io0.get(k, 0) for k in io1})
+    result.update(work_s=seconds, io={k: io1.get(k, 0) - io0.get(k, 0) for k in io1},
+                  peak_rss_mb=peak_rss_mb())
     Path(sys.argv[2]).write_text(json.dumps(result))
 
 

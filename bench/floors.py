@@ -11,24 +11,14 @@ Each floor runs on the same thread pool size as the strategies.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from generators.writer import open_writer
-from pipeline.lake import Lake
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from pipeline.lake import Lake, fsync_path
 
 
 def _pool(fn: Callable[[str], int], paths: list[str], workers: int) -> int:
@@ -72,7 +62,7 @@ def codec_floor(lake: Lake, paths: list[str], workers: int) -> dict:
                                    row_group_size=settings.get("row_group_rows") or 65536)
         finally:
             writer.close()
-        _fsync(dst)
+        fsync_path(dst)
         size = dst.stat().st_size
         dst.unlink()
         return size
@@ -87,7 +77,7 @@ def io_floor(lake: Lake, paths: list[str], workers: int) -> dict:
         src = lake.root / rel
         dst = src.with_name(f".{src.name}.io-floor.tmp")
         shutil.copyfile(src, dst)
-        _fsync(dst)
+        fsync_path(dst)
         size = dst.stat().st_size
         dst.unlink()
         return size

@@ -105,8 +105,10 @@ def headline(rows: list[Row]) -> list[str]:
         return ["(no scenario measured)"]
     sf = max(k[0] for k in groups)
     main = rows[0]["settings"]["batches"]  # the profile's own batches, not the sweep
-    batch = max((k[2] for k in groups if k[0] == sf and k[2] in main),
-                default=max(k[2] for k in groups if k[0] == sf))
+    measured = {k[2] for k in groups if k[0] == sf}
+    # 1,000 customers is the reference job; else the largest of the profile's own batches
+    batch = 1000 if 1000 in measured else max((b for b in measured if b in main),
+                                              default=max(measured))
     lines = [f"Scale factor {sf:g}, {batch:,} customers per job; time in seconds (× the codec "
              "floor: re-encoding the same files with no filter).", "",
              "| strategy | " + " | ".join(f"{lay} layout" for lay in ("date", "bucket")) + " |",
@@ -213,40 +215,32 @@ def write_charts(rows: list[Row], out: Path) -> list[Path]:
             ax.plot([r[xkey] for r in rs], [r["work_s"] for r in rs], marker="o", label=label,
                     linestyle="--" if label.startswith("codec floor") else "-")
 
-    # time vs batch size, one panel per layout
     layouts = sorted({r["layout"] for r in strat})
     top_sf = max((r["sf"] for r in strat), default=None)
     if strat:
-        fig, axes = plt.subplots(1, len(layouts), figsize=(6 * len(layouts), 4.5), squeeze=False)
-        for ax, lay in zip(axes[0], layouts, strict=True):
-            lines(ax, "batch", {"layout": lay, "sf": top_sf}, strat, lambda r: r["name"])
-            lines(ax, "batch", {"layout": lay, "sf": top_sf}, floors, lambda r: "codec floor")
-            ax.set_xscale("log")
-            ax.set_xlabel("customers per job")
-            ax.set_ylabel("seconds")
-            ax.set_title(f"sf {top_sf:g}, {lay} layout")
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend()
-        fig.suptitle("Scrub time vs batch size")
-        fig.tight_layout()
-        made.append(_save(fig, out / "time_vs_batch.png"))
-        # time vs scale factor at the headline batch
         batch = max(r["batch"] for r in strat)
-        fig, axes = plt.subplots(1, len(layouts), figsize=(6 * len(layouts), 4.5), squeeze=False)
-        for ax, lay in zip(axes[0], layouts, strict=True):
-            lines(ax, "sf", {"layout": lay, "batch": batch}, strat, lambda r: r["name"])
-            lines(ax, "sf", {"layout": lay, "batch": batch}, floors, lambda r: "codec floor")
-            ax.set_xscale("log")
-            ax.set_xlabel("scale factor")
-            ax.set_ylabel("seconds")
-            ax.set_title(f"{batch:,} customers, {lay} layout")
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend()
-        fig.suptitle("Scrub time vs lake size")
-        fig.tight_layout()
-        made.append(_save(fig, out / "time_vs_sf.png"))
+        for xkey, fixed, title, xlabel, name in (
+                ("batch", {"sf": top_sf}, lambda lay: f"sf {top_sf:g}, {lay} layout",
+                 "customers per job", "time_vs_batch.png"),
+                ("sf", {"batch": batch}, lambda lay: f"{batch:,} customers, {lay} layout",
+                 "scale factor", "time_vs_sf.png")):
+            fig, axes = plt.subplots(1, len(layouts), figsize=(6 * len(layouts), 4.5),
+                                     squeeze=False)
+            for ax, lay in zip(axes[0], layouts, strict=True):
+                where = {"layout": lay, **fixed}
+                lines(ax, xkey, where, strat, lambda r: r["name"])
+                lines(ax, xkey, where, floors, lambda r: "codec floor")
+                ax.set_xscale("log")
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel("seconds")
+                ax.set_title(title(lay))
+                ax.grid(alpha=0.3)
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend()
+            fig.suptitle("Scrub time vs batch size" if xkey == "batch"
+                         else "Scrub time vs lake size")
+            fig.tight_layout()
+            made.append(_save(fig, out / name))
         # write amplification
         fig, ax = plt.subplots(figsize=(9, 4.5))
         labels = [f"{r['name']}\nsf{r['sf']:g} {r['layout']} b{r['batch']}" for r in strat]

@@ -95,6 +95,7 @@ class Rounds:
 def _figures(child: Child) -> dict:
     r = child.result()
     return {"wall_s": child.wall_s, "work_s": r["work_s"], **child.rusage,
+            "peak_rss_mb": r["peak_rss_mb"],
             "read_bytes": r["io"].get("read_bytes", 0),
             "write_bytes": r["io"].get("write_bytes", 0),
             "rchar": r["io"].get("rchar", 0), "wchar": r["io"].get("wchar", 0)}

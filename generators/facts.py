@@ -15,9 +15,8 @@ import pyarrow as pa
 
 from generators import rng
 from generators.audio import AudioSynth
-from generators.population import Population
-from generators.schemas import DICT
-from generators.vocab import REGION_LOCALES, SKILL_VERBS
+from generators.population import UTC_OFFSET_H, Population
+from generators.vocab import LANGUAGE, REGION_LOCALES, SKILL_VERBS
 
 INTENTS = ("play_music", "weather", "timer", "smart_home", "question", "shopping", "call",
            "send_message", "news", "skill", "identity")
@@ -94,7 +93,6 @@ class FactGenerator:
         epoch = dt.date(1970, 1, 1)
         self.day_start_us = np.array(
             [(d - epoch).days * 86_400_000_000 for d in cfg.dates], dtype=np.int64)
-        from generators.population import UTC_OFFSET_H
         self.offset_us = np.array([UTC_OFFSET_H.get(r, 0) * 3_600_000_000 for r in cfg.regions],
                                   dtype=np.int64)
         v = pop.vocab
@@ -357,11 +355,4 @@ class FactGenerator:
 
 
 def _lang_of(region: str) -> str:
-    from generators.vocab import LANGUAGE
     return LANGUAGE[REGION_LOCALES[region]]
-
-
-def as_dict_type(table: pa.Table) -> pa.Table:
-    """Ensure dictionary columns carry the contract's index type."""
-    return table.cast(pa.schema([f.with_type(DICT) if pa.types.is_dictionary(f.type) else f
-                                 for f in table.schema]))

@@ -173,9 +173,13 @@ def settings_from_metadata(md: pq.FileMetaData) -> dict:
     }
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (for a directory: its entries, e.g. a rename)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_path

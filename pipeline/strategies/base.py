@@ -8,7 +8,6 @@ so a scrubbed lake is encoded like the generated one whichever engine ran.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 
 from generators.writer import open_writer
 from pipeline.faults import crashpoint
+from pipeline.lake import fsync_path
 from pipeline.plan import Rule, match
 
 CHECKSUM_SEED = 0x5EED
@@ -110,11 +110,7 @@ class Sink:
         if self.pending_rows:
             self._flush(self.pending_rows)
         self.writer.close()
-        fd = os.open(self.task.dst, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(self.task.dst)
         self.result.bytes_written = self.task.dst.stat().st_size
 
     def abort(self) -> None:

@@ -33,7 +33,8 @@ def test_child_reports_rusage_io_and_work_time(date_src: Path, tmp_path: Path) -
     child.go()
     r = child.result()
     assert r["work_s"] > 0 and r["rows"] > 0
-    assert child.rusage["peak_rss_mb"] > 50  # an interpreter with pyarrow loaded
+    assert r["peak_rss_mb"] > 50  # an interpreter with pyarrow loaded (VmHWM)
+    assert child.rusage["maxrss_wait4_mb"] >= r["peak_rss_mb"]
     assert child.rusage["cpu_s"] >= child.rusage["user_s"] > 0
     assert {"rchar", "wchar"} <= set(r["io"])
     assert child.wall_s >= r["work_s"]

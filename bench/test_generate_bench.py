@@ -75,18 +75,10 @@ def versions() -> dict[str, str]:
 
 
 def machine_info() -> dict:
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        mem = None
+    from bench.harness import machine
+
+    m = machine()
+    cpu, mem = m["cpu"], m["memory_mb"] / 1024 if m["memory_mb"] else None
     return {
         "cpu": cpu,
         "cores": CORES,

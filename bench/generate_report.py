@@ -78,7 +78,8 @@ def render_generate_report(results: Sequence[Mapping], *, machine: Mapping | Non
         "(voicescrub: all files, replicas included). *process s*: wall time of the whole child "
         "process, measured by the parent.",
         "- peak RSS MB: ru_maxrss of the child from os.wait4 (the largest single process among "
-        "the child and the worker processes it reaped). tree RSS MB: peak of the sum of RSS over "
+        "the child and the worker processes it reaped; an upper bound: ru_maxrss keeps a "
+        "parent's RSS at fork across exec). tree RSS MB: peak of the sum of RSS over "
         "the child's process tree, sampled by the parent every 0.1 s (pages shared between "
         "processes count in each).",
         "- CPU s: user + system CPU of the child and its reaped descendants (os.wait4).",

@@ -64,10 +64,24 @@ def _init_worker(cfg: LakeConfig, vocab: Vocab, out: str) -> None:
 
 def _run_unit(unit: Unit) -> list[dict]:
     if unit.kind == "dims":
-        return _dims_unit(unit)
-    if unit.kind == "facts":
-        return _facts_unit(unit)
-    return _merge_unit(unit)
+        records = _dims_unit(unit)
+    elif unit.kind == "facts":
+        records = _facts_unit(unit)
+    else:
+        records = _merge_unit(unit)
+    # the worker's own high-water RSS so far, for the manifest (not a file record)
+    return [*records, {"peak_rss_mb": peak_rss_mb()}]
+
+
+def peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM; unlike ru_maxrss, not inherited at fork)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 # --- paths -------------------------------------------------------------------------------
@@ -306,9 +320,12 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
     done = 0
     records: list[dict] = []
 
+    worker_peak = 0.0
+
     def tick(recs: list[dict]) -> None:
-        nonlocal done
-        records.extend(recs)
+        nonlocal done, worker_peak
+        worker_peak = max([worker_peak, *(r["peak_rss_mb"] for r in recs if "path" not in r)])
+        records.extend(r for r in recs if "path" in r)
         done += 1
         if progress:
             progress(done, total)
@@ -335,6 +352,8 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
                     os.environ[k] = v
     shutil.rmtree(out / SPILL, ignore_errors=True)
     manifest = build_manifest(cfg, records, time.perf_counter() - t0)
+    manifest["generation_peak_rss_mb"] = {"largest_worker": round(worker_peak, 1),
+                                          "parent": round(peak_rss_mb(), 1)}
     write_manifest(out, manifest)
     return manifest
 

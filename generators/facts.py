@@ -122,18 +122,34 @@ class FactGenerator:
         keep = n > 0
         return c[keep], d[keep], n[keep]
 
-    def core(self, c: np.ndarray, d: np.ndarray, n: np.ndarray, region: int) -> Core:
-        """Expand cells to recordings and compute the shared columns."""
+    def keys(self, c: np.ndarray, d: np.ndarray, n: np.ndarray,
+             region: int) -> tuple[np.ndarray, np.ndarray]:
+        """Expand cells to recording keys and their start times: all a file needs at once to
+        be sorted (16 bytes a row); everything else is computed a chunk at a time."""
         total = int(n.sum())
         cell = np.repeat(np.arange(len(n)), n)
         seq = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
-        cid, day = c[cell], d[cell]
-        key = (cid << 24) | (day << 12) | seq
+        key = (c[cell] << 24) | (d[cell] << 12) | seq
+        return key, self._started(key, d[cell], region)[0]
+
+    def _started(self, key: np.ndarray, day: np.ndarray,
+                 region: int) -> tuple[np.ndarray, np.ndarray]:
         st = self.st
         hour = rng.choice(key, st["hour"], HOUR_CUM)
         sec = hour * 3600 + rng.below(key, st["minute"], 3600)
         started = self.day_start_us[day] + sec * 1_000_000 - self.offset_us[region] \
             + rng.below(key, st["rec"], 1_000_000)
+        return started, hour
+
+    def core(self, c: np.ndarray, d: np.ndarray, n: np.ndarray, region: int) -> Core:
+        """Expand cells to recordings and compute the shared columns."""
+        return self.core_of(self.keys(c, d, n, region)[0], region)
+
+    def core_of(self, key: np.ndarray, region: int) -> Core:
+        """The shared columns of recordings given their keys (a key holds customer and day)."""
+        st = self.st
+        cid, day = key >> 24, (key >> 12) & 0xFFF
+        started, hour = self._started(key, day, region)
         duration = (800 - 2500 * np.log1p(-rng.uniform(key, st["duration"]))).astype(np.int32)
         duration = np.minimum(duration, 20_000)
         # Intent depends on the local hour: one searchsorted over per-hour cumulative tables.
@@ -325,17 +341,25 @@ class FactGenerator:
         })
         return transcripts, actions, skill_events
 
-    def usage_daily(self, x: Core, with_date: bool) -> pa.Table:
-        """The daily rollup of a file's recordings: one row per (customer, day)."""
-        df = pl.DataFrame({"customer_id": x.cid, "day": x.day, "intent": x.intent,
-                           "dur": x.duration_ms, "na": x.n_actions})
-        top = (df.group_by("customer_id", "day", "intent").len()
-               .sort(["customer_id", "day", "len", "intent"],
-                     descending=[False, False, True, False])
+    @staticmethod
+    def usage_partial(x: Core) -> pl.DataFrame:
+        """A chunk's contribution to the daily rollup, per (customer, day, intent)."""
+        return (pl.DataFrame({"customer_id": x.cid, "day": x.day, "intent": x.intent,
+                              "dur": x.duration_ms.astype(np.int64), "na": x.n_actions})
+                .group_by("customer_id", "day", "intent")
+                .agg(pl.len().alias("n"), pl.col("dur").sum(), pl.col("na").sum()))
+
+    def usage_daily(self, partials: list[pl.DataFrame], with_date: bool) -> pa.Table:
+        """The daily rollup of a file's recordings, one row per (customer, day), from the
+        chunks' partial aggregates (a customer's day may span chunks)."""
+        df = (pl.concat(partials).group_by("customer_id", "day", "intent")
+              .agg(pl.col("n").sum(), pl.col("dur").sum(), pl.col("na").sum()))
+        top = (df.sort(["customer_id", "day", "n", "intent"],
+                       descending=[False, False, True, False])
                .group_by("customer_id", "day", maintain_order=True).first()
                .select("customer_id", "day", "intent"))
         agg = (df.group_by("customer_id", "day")
-               .agg(pl.len().cast(pl.Int32).alias("recordings"),
+               .agg(pl.col("n").sum().cast(pl.Int32).alias("recordings"),
                     (pl.col("dur").sum() / 1000.0).alias("audio_seconds"),
                     pl.col("na").sum().cast(pl.Int32).alias("actions"))
                .join(top, on=["customer_id", "day"])

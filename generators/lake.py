@@ -175,18 +175,22 @@ def _facts_unit(unit: Unit) -> list[dict]:
     if cfg.layout == "date":
         direct += ("actions", "skill_events")
     for index, cells in enumerate(_split_files(n)):
-        core = fg.core(c[cells], d[cells], n[cells], unit.region)
+        # Only keys and start times exist for the whole file (to sort it); every other column
+        # is computed a chunk at a time, so memory follows the chunk, not the partition.
+        key, started = fg.keys(c[cells], d[cells], n[cells], unit.region)
         if cfg.layout == "date":
-            order = np.lexsort((core.key, core.started_at))
+            order = np.lexsort((key, started))
         else:
-            order = np.lexsort((core.key, core.started_at, core.cid))
-        core = core.take(order)
+            order = np.lexsort((key, started, key >> 24))
+        key = key[order]
+        del started, order
         files = {t: _open(t, region, unit.part, index) for t in direct}
-        files["usage_daily"].write(fg.usage_daily(core, with_date=cfg.layout == "bucket"))
         spills: dict[str, list[pa.Table]] = {"actions": [], "skill_events": []}
+        usage: list = []
         step = _chunk_rows(cfg)
-        for lo in range(0, len(core), step):
-            x: Core = core.take(slice(lo, lo + step))
+        for lo in range(0, len(key), step):
+            x: Core = fg.core_of(key[lo:lo + step], unit.region)
+            usage.append(fg.usage_partial(x))
             files["recordings"].write(fg.recordings(x))
             files["audio"].write(fg.audio_table(x))
             transcripts, actions, events = fg.text_tables(x, unit.region)
@@ -197,6 +201,8 @@ def _facts_unit(unit: Unit) -> list[dict]:
             else:
                 spills["actions"].append(actions)
                 spills["skill_events"].append(events)
+        if usage:
+            files["usage_daily"].write(fg.usage_daily(usage, with_date=cfg.layout == "bucket"))
         records += _finish(files, region, unit.part)
         if cfg.layout == "bucket":
             _spill(unit, index, spills)

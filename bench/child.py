@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from generators.lake import peak_rss_mb  # this process's own VmHWM
+
 
 def proc_io() -> dict[str, int]:
     try:
@@ -21,18 +23,6 @@ def proc_io() -> dict[str, int]:
     except OSError:
         return {}
     return {k: int(v) for k, v in (line.split(": ") for line in lines)}
-
-
-def peak_rss_mb() -> float:
-    """This process's own high-water RSS (VmHWM). Unlike wait4's ru_maxrss, it is not
-    inflated by the parent's memory at fork time (ru_maxrss survives exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def run_strategy(spec: dict, lake) -> dict:  # noqa: ANN001

@@ -61,7 +61,7 @@ def run_voicescrub(sf: float, layout: str, out: str) -> dict:
 def run_dbgen(sf: float, out: str, threads: int) -> dict:
     import duckdb
 
-    from bench.duckdb_ext import load_extension
+    from pipeline.duckdb_ext import load_extension
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ a trace anywhere else is *physically present* though hidden. Copy-on-write must 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,20 +102,28 @@ def gather_needles(lake: Lake, customer_ids: np.ndarray, workers: int = 2) -> Ne
     from pipeline.resolve import resolve_keys
 
     keys = resolve_keys(lake, customer_ids, workers)
+    return needles_from(lake.manifest, customer_ids, keys,
+                        lambda ids: _pii_in_lake(lake, ids))
+
+
+def needles_from(manifest: dict | None, customer_ids: np.ndarray, keys: dict[str, pa.Array],
+                 pii_of: Callable[[pa.Array | None], dict[str, list[str]]]) -> Needles:
+    """The resolved keys, widened by the generator's ground truth (voicescrub lakes), and the
+    customers' PII (ground truth and what the customers table still holds)."""
     emails: list[str] = []
     phones: list[str] = []
     names: list[str] = []
-    if lake.manifest is not None and lake.manifest.get("generator") == "voicescrub":
+    if manifest is not None and manifest.get("generator") == "voicescrub":
         from generators.truth import config_from_manifest, identifiers
 
-        ids = identifiers(config_from_manifest(lake.manifest), customer_ids)
+        ids = identifiers(config_from_manifest(manifest), customer_ids)
         for kind, arr in ids.keys().items():
             if kind in keys:
                 keys[kind] = key_array(pa.concat_arrays([keys[kind].cast(arr.type), arr]))
             else:
                 keys[kind] = arr
         emails, phones, names = ids.email, ids.phone, ids.full_name
-    pii = _pii_in_lake(lake, keys.get("customer_id"))
+    pii = pii_of(keys.get("customer_id"))
     return Needles(keys, sorted(set(emails) | set(pii["email"])),
                    sorted(set(phones) | set(pii["phone"])),
                    sorted(set(names) | set(pii["full_name"])))
@@ -164,7 +172,8 @@ def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
         typ = schema.field(name).type
         if pa.types.is_dictionary(typ):
             typ = typ.value_type
-        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ) or \
+                pa.types.is_string_view(typ):
             text.append(name)
         if name in needles.keys:
             keys.append(name)
@@ -175,6 +184,8 @@ def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
         rg = pf.read_row_group(i, columns=columns)
         for name in columns:
             col = rg[name].combine_chunks()
+            if pa.types.is_string_view(col.type):  # delta-rs writes views
+                col = col.cast(pa.string())
             if name in text:
                 out += _text_findings(col, rel, name, patterns, visible)
             if name in keys:
@@ -273,7 +284,8 @@ def _merge(findings: list[Finding]) -> list[Finding]:
 TOKENS = {
     # kind -> (pattern over raw bytes, how to turn a match into a comparable value)
     "long_id": re.compile(rb"(?<![\d.])-?\d{10,20}(?!\d)"),
-    "customer_id": re.compile(rb"customer_id[\"':= ]{1,4}(\d+)(?!\d)"),
+    # `customer_id": 4`, also inside JSON held in a JSON string (`customer_id\\":4`)
+    "customer_id": re.compile(rb"customer_id[\\\"':= ]{1,5}(\d+)(?!\d)"),
     "email": re.compile(rb"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     "token": re.compile(rb"[\w.:-]{12,}"),
     "phone": re.compile(rb"\+\d[\d ()-]{5,20}\d"),
@@ -299,28 +311,36 @@ def raw_needles(needles: Needles) -> RawNeedles:
     return RawNeedles(ints, cust, strings)
 
 
-def audit_raw(path: Path, rel: str, needles: RawNeedles) -> list[Finding]:
+def raw_counts(data: bytes, needles: RawNeedles) -> dict[str, int]:
+    """kind -> occurrences of the needles among the tokens of `data`."""
     counts: dict[str, int] = {}
 
     def add(kind: str, n: int) -> None:
         if n:
             counts[kind] = counts.get(kind, 0) + n
 
+    longs = [int(m) for m in TOKENS["long_id"].findall(data)]
+    for kind, values in needles.ints.items():
+        add(kind, sum(v in values for v in longs))
+    add("customer_id", sum(int(m) in needles.customer_ids
+                           for m in TOKENS["customer_id"].findall(data)))
+    tokens = {m.decode(errors="replace") for m in TOKENS["token"].findall(data)}
+    add("skill_user_id", len(tokens & needles.strings["skill_user_id"]))
+    emails = [m.decode(errors="replace") for m in TOKENS["email"].findall(data)]
+    add("email", sum(e in needles.strings["email"] for e in emails))
+    phones = [m.decode(errors="replace") for m in TOKENS["phone"].findall(data)]
+    add("phone", sum(p in needles.strings["phone"] for p in phones))
+    return counts
+
+
+def audit_raw(path: Path, rel: str, needles: RawNeedles) -> list[Finding]:
+    counts: dict[str, int] = {}
     with open(path, "rb") as fh:
         tail = b""
         while chunk := fh.read(RAW_CHUNK):
             data = tail + chunk
-            longs = [int(m) for m in TOKENS["long_id"].findall(data)]
-            for kind, values in needles.ints.items():
-                add(kind, sum(v in values for v in longs))
-            add("customer_id", sum(int(m) in needles.customer_ids
-                                   for m in TOKENS["customer_id"].findall(data)))
-            tokens = {m.decode(errors="replace") for m in TOKENS["token"].findall(data)}
-            add("skill_user_id", len(tokens & needles.strings["skill_user_id"]))
-            emails = [m.decode(errors="replace") for m in TOKENS["email"].findall(data)]
-            add("email", sum(e in needles.strings["email"] for e in emails))
-            phones = [m.decode(errors="replace") for m in TOKENS["phone"].findall(data)]
-            add("phone", sum(p in needles.strings["phone"] for p in phones))
+            for k, n in raw_counts(data, needles).items():
+                counts[k] = counts.get(k, 0) + n
             # keep an overlap so a needle cut by the chunk boundary is still seen (it may then
             # count twice: a count here only has to be non-zero to fail the audit)
             tail = data[-256:]
@@ -331,6 +351,10 @@ def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
               names: bool = True) -> AuditReport:
     """Audit every file under the root. names=False skips the possible-mention search of
     full names (the costliest part, and never residue)."""
+    if lake.manifest is not None and lake.manifest.get("format"):
+        from pipeline.audit_formats import run_format_audit
+
+        return run_format_audit(lake.root, customer_ids, workers, names)
     needles = gather_needles(lake, customer_ids, workers)
     patterns = needles.text_patterns(names)
     raw = raw_needles(needles)

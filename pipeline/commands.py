@@ -78,11 +78,13 @@ def scrub(
     = "default",
     lineage: Annotated[Path | None, typer.Option(
         help="Lineage spec (JSON) for a lake without _lake.json")] = None,
+    logical_only: Annotated[bool, typer.Option(
+        help="Table formats: run the format's DELETE only; `voicescrub purge` later")] = False,
 ) -> None:
     """Erase customers from every table, region and replica of the lake."""
     import os
 
-    from pipeline import strategies
+    from pipeline import formats, strategies
     from pipeline.scrub import plan_scrub, run_scrub
 
     workers = workers or (os.cpu_count() or 1) + 1  # fsync waits leave a core idle otherwise
@@ -90,8 +92,22 @@ def scrub(
         if verify not in ("default", "deep"):
             raise RequestError(f"--verify must be default or deep, got {verify!r}")
         request = _request(customers, ids)
-        strategies.get(strategy)
+        if strategy not in formats.available():
+            strategies.get(strategy)
         the_lake = Lake.open(lake, lineage)
+        lake_format = (the_lake.manifest or {}).get("format")
+        if lake_format or strategy in formats.available():
+            from pipeline.format_commands import check_format_strategy
+
+            check_format_strategy(the_lake, strategy, dry_run)
+        elif logical_only:
+            raise LakeError("--logical-only is for the table-format strategies (delta, "
+                            "iceberg, ducklake): copy-on-write has no logical step")
+        if lake_format:
+            from pipeline.format_commands import scrub_format
+
+            scrub_format(the_lake, request, strategy, logical_only, receipt)
+            return
         if dry_run:
             the_lake.validate()
     except (RequestError, LakeError) as e:
@@ -132,15 +148,20 @@ def scrub(
 
 def list_strategies() -> None:
     """List the strategies that `scrub --strategy` accepts."""
-    from pipeline import strategies
+    from pipeline import formats, strategies
 
     t = Table()
     t.add_column("name")
+    t.add_column("kind")
     t.add_column("engine")
     t.add_column("what it does")
     for name, cls in strategies.available().items():
-        t.add_row(name, cls.engine, cls.description)
+        t.add_row(name, "copy-on-write", cls.engine, cls.description)
+    for name, cls in formats.available().items():
+        t.add_row(name, "table format", cls.engine, cls.description)
     out.print(t)
+    out.print("table formats erase from a converted lake (voicescrub convert), in two steps: "
+              "scrub --logical-only, then purge")
 
 
 def audit(
@@ -191,6 +212,10 @@ def audit(
 
 
 def register(app: typer.Typer) -> None:
+    from pipeline.format_commands import convert, purge
+
     app.command()(scrub)
+    app.command()(convert)
+    app.command()(purge)
     app.command("strategies")(list_strategies)
     app.command()(audit)

@@ -86,8 +86,9 @@ def _empty_select(table: str, layout: str, kind: str) -> tuple[str, str]:
             f"SELECT {', '.join(cols + extra)} LIMIT 0")
 
 
-def _fact_selects(lake: Path, table: str, layout: str, regions: list[str]) -> tuple[str, str]:
-    src = _source(lake, table, "fact", layout)
+def _fact_selects(lake: Path, table: str, layout: str, regions: list[str],
+                  src: str | None = None) -> tuple[str, str]:
+    src = src or _source(lake, table, "fact", layout)
     if layout == "date":
         base = "* EXCLUDE (region, origin, date), region, date"
         path_cols = "origin"
@@ -105,22 +106,24 @@ def _fact_selects(lake: Path, table: str, layout: str, regions: list[str]) -> tu
     return primary, everything
 
 
-def view_statements(lake: Path) -> list[tuple[str, str]]:
-    """(view name, CREATE VIEW statement) for every table of the lake."""
+def view_statements(lake: Path, sources: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(view name, CREATE VIEW statement) for every table of the lake. `sources` replaces the
+    Parquet globs by other relations with the same columns (a table format's snapshot)."""
     lake = Path(lake).resolve()
     manifest = read_manifest(lake)
     layout, regions = manifest["layout"], manifest["regions"]
     out = []
     for table, spec in TABLES.items():
-        has_files = any(lake.glob(_pattern(table, spec.kind, layout)))
+        src = (sources or {}).get(table)
+        has_files = src is not None or any(lake.glob(_pattern(table, spec.kind, layout)))
         if not has_files:
             primary, everything = _empty_select(table, layout, spec.kind)
         elif spec.kind == "dimension":
             primary = (f"SELECT * EXCLUDE (region), region\n"
-                       f"FROM {_source(lake, table, 'dimension', layout)}")
+                       f"FROM {src or _source(lake, table, 'dimension', layout)}")
             everything = ""
         else:
-            primary, everything = _fact_selects(lake, table, layout, regions)
+            primary, everything = _fact_selects(lake, table, layout, regions, src)
         out.append((table, f"CREATE OR REPLACE VIEW {table} AS\n{primary};"))
         if everything:
             out.append((f"{table}_all",
@@ -130,16 +133,31 @@ def view_statements(lake: Path) -> list[tuple[str, str]]:
 
 def view_sql(lake: Path) -> str:
     """The CREATE VIEW statements for `lake`, as one SQL script."""
+    if read_manifest(Path(lake)).get("format"):
+        raise ValueError(f"{lake} is a {read_manifest(Path(lake))['format']} lake: its views "
+                         "read through the format in-process (voicescrub query / shell), not "
+                         "from a SQL script")
     header = f"-- voicescrub views over {Path(lake).resolve()}\n"
     return header + "\n\n".join(sql for _, sql in view_statements(lake)) + "\n"
 
 
 def connect(lake: Path, db: str = ":memory:") -> duckdb.DuckDBPyConnection:
     """A DuckDB connection (in memory, or the database file `db`) with the lake's views."""
-    statements = view_statements(lake)  # read the manifest before creating any db file
+    manifest = read_manifest(Path(lake))  # before creating any db file
+    if manifest.get("format") and db != ":memory:":
+        raise ValueError(f"{lake} is a {manifest['format']} lake: its views read through the "
+                         "format in-process, a database file could not reopen them")
+    statements = None if manifest.get("format") else view_statements(lake)
     con = duckdb.connect(db)
     # The lake stores UTC instants: show them as such, whatever the machine's time zone.
     con.execute("SET TimeZone = 'UTC'")
+    if statements is None:
+        from pipeline.formats import FormatLake, get
+
+        flake = FormatLake.open(Path(lake).resolve())
+        fmt = get(flake.format)
+        sources = {t: fmt.duckdb_source(flake, con, t) for t in flake.manifest["tables"]}
+        statements = view_statements(lake, sources)
     for _, sql in statements:
         con.execute(sql)
     return con

@@ -1,0 +1,128 @@
+"""CLI commands of the table formats: convert, purge, and `scrub` on a format lake."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline.commands import _fail, _human, err, out
+from pipeline.intake import ErasureRequest
+from pipeline.lake import Lake, LakeError
+
+
+def check_format_strategy(lake: Lake, strategy: str, dry_run: bool) -> None:
+    """A format strategy needs a lake of its format, and a format lake needs its strategy."""
+    lake_format = (lake.manifest or {}).get("format")
+    if lake_format is None:
+        raise LakeError(f"{lake.root} is a Parquet lake; the {strategy} strategy erases from a "
+                        f"{strategy} lake: build one with `voicescrub convert --lake {lake.root} "
+                        f"--to {strategy} --out DIR` and scrub DIR")
+    if strategy != lake_format:
+        raise LakeError(f"{lake.root} is a {lake_format} lake: erase with --strategy "
+                        f"{lake_format}, not {strategy}")
+    if dry_run:
+        raise LakeError("--dry-run plans copy-on-write rewrites; a table format plans its "
+                        "own DELETE")
+
+
+def _format_lake(lake: Lake):  # noqa: ANN202
+    from pipeline.formats import FormatLake
+
+    return FormatLake.open(lake.root)
+
+
+def scrub_format(lake: Lake, request: ErasureRequest, strategy: str, logical_only: bool,
+                 receipt: Path | None) -> None:
+    from pipeline.format_scrub import FormatVerificationError, run_format_scrub
+
+    flake = _format_lake(lake)
+    with err.status(f"{strategy}: {'logical delete' if logical_only else 'delete and purge'}"):
+        try:
+            r, path = run_format_scrub(flake, request, strategy, logical_only=logical_only,
+                                       receipt_path=receipt)
+        except FormatVerificationError as e:
+            raise _fail(str(e), 1) from None
+    lg = r["logical"]
+    rows = sum(t["rows_deleted"] for t in lg["tables"].values())
+    out.print(f"{strategy}: deleted {rows:,} rows of {r['request']['ids']:,} customers "
+              f"({r['request']['unknown_ids']:,} unknown) in {lg['seconds']:.1f} s (logical); "
+              f"{_human(lg['bytes_on_disk_after'])} on disk")
+    if r.get("physical"):
+        ph = r["physical"]
+        out.print(f"purged in {ph['seconds']:.1f} s (physical); "
+                  f"{_human(ph['bytes_on_disk_after'])} on disk; request → physically gone "
+                  f"{r['delete_persistence_latency_s']:.1f} s")
+    else:
+        out.print("logically deleted: the old bytes stay on disk until "
+                  f"`voicescrub purge --lake {lake.root} --strategy {strategy}`")
+    out.print(f"verification passed; receipt: {path}")
+
+
+def convert(
+    lake: Annotated[Path, typer.Option(help="Generated Parquet lake")],
+    to: Annotated[str, typer.Option(help="Table format: delta, iceberg or ducklake")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Root of the new format lake")],
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out")] = False,
+) -> None:
+    """Load a generated lake into a table format (all tables, same rows and partitioning)."""
+    from pipeline.formats import available
+    from pipeline.formats.convert import ConvertError, check_target
+    from pipeline.formats.convert import convert as run_convert
+
+    try:
+        if to not in available():
+            raise ConvertError(f"--to must be one of {', '.join(available())}, got {to!r}")
+        src = Lake.open(lake)
+        check_target(out_dir, force)
+        if out_dir.resolve() == src.root.resolve():
+            raise ConvertError("--out must differ from --lake")
+    except (ConvertError, LakeError) as e:
+        raise _fail(str(e)) from None
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("convert", total=None)
+
+        def progress(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total)
+
+        try:
+            flake = run_convert(src, to, out_dir, force=force, progress=progress)
+        except (ConvertError, LakeError) as e:
+            raise _fail(str(e)) from None
+    m = flake.manifest
+    rows = sum(t["rows_stored"] for t in m["tables"].values())
+    out.print(f"{to} lake at {out_dir}: {len(m['tables'])} tables, {rows:,} rows (replicas "
+              f"included) in {m['conversion_seconds']:.1f} s")
+
+
+def purge(
+    lake: Annotated[Path, typer.Option(help="Format lake root")],
+    strategy: Annotated[str, typer.Option(help="The lake's format: delta, iceberg, ducklake")],
+    receipt: Annotated[Path | None, typer.Option(help="Also write the receipt here")] = None,
+) -> None:
+    """The physical step: remove every byte the logical deletes left on disk."""
+    from pipeline.format_scrub import FormatVerificationError, run_purge
+
+    try:
+        the_lake = Lake.open(lake)
+        check_format_strategy(the_lake, strategy, False)
+    except LakeError as e:
+        raise _fail(str(e)) from None
+    with err.status(f"{strategy}: purge"):
+        try:
+            r, path = run_purge(_format_lake(the_lake), strategy, receipt_path=receipt)
+        except FormatVerificationError as e:
+            raise _fail(str(e), 1) from None
+    ph = r["physical"]
+    gone = sum((t or {}).get("files_deleted_from_disk", 0) or 0 for t in ph["tables"].values())
+    out.print(f"{strategy}: purged in {ph['seconds']:.1f} s; {gone:,} data/delete files removed "
+              f"from disk; {_human(ph['bytes_on_disk_after'])} on disk; "
+              f"{len(r['jobs'])} job(s) now physically deleted")
+    for j in r["jobs"]:
+        out.print(f"  job {j['job_id']}: request → physically gone "
+                  f"{j['delete_persistence_latency_s']:.1f} s")
+    out.print(f"verification passed; receipt: {path}")

@@ -1,0 +1,357 @@
+"""The scrub job on a table-format lake (Delta, Iceberg, DuckLake): two measured steps.
+
+1. logical: the format's own DELETE of every row the lineage reaches, table by table (mapping
+   tables last, as in the copy-on-write job);
+2. physical (`purge`): whatever the format needs until no byte of a deleted row is left.
+
+`scrub --logical-only` runs step 1 and records the job as waiting for a purge; `purge` runs
+step 2 for every waiting job (a format's purge is table-wide, as nightly maintenance is); a
+plain `scrub` runs both. Each format commits atomically, so a killed job re-run with the same
+command finishes (a DELETE of rows already deleted deletes nothing).
+
+Verification (the same promises as the copy-on-write job, checked through the formats):
+- rows: per table, rows after = rows before − rows matched (matched counted by a scan of the key
+  columns before the DELETE), and the DELETE's own count agrees;
+- no key left: a scan of the key columns of the new snapshot finds none;
+- kept rows unchanged: the files a step rewrote hold exactly the old files' rows minus the
+  erased ones (order-insensitive checksum); a purge changes no visible row.
+Verification is timed apart from the two steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.formats import FormatLake, StepResult, TableFormat
+from pipeline.formats import get as get_format
+from pipeline.intake import ErasureRequest
+from pipeline.journal import Journal, keyed_hashes, lake_secret
+from pipeline.lake import SCRUB_DIR
+from pipeline.plan import key_array, match
+from pipeline.receipt import engine_versions
+from pipeline.strategies.base import add64, row_checksum
+
+PENDING = "purge_pending.json"
+
+
+class FormatVerificationError(RuntimeError):
+    pass
+
+
+def resolve_format_keys(flake: FormatLake, fmt: TableFormat,
+                        ids: np.ndarray) -> dict[str, pa.Array]:
+    """Key kind -> values to erase, read through the format's current snapshot."""
+    lineage = flake.lineage
+    keys = {lineage.subject: key_array(pa.array(ids, pa.int64()))}
+    for d in lineage.derived:
+        found = []
+        for b in fmt.scan(flake, d.table, list(dict.fromkeys((d.via_column, d.column)))):
+            hit = match(b.column(d.via_column), keys[d.via])
+            if pc.any(hit).as_py():
+                found.append(b.column(d.column).filter(hit))
+        typ = flake_type(flake, fmt, d.table, d.column)
+        keys[d.name] = key_array(pa.concat_arrays(found).cast(typ) if found
+                                 else pa.array([], typ))
+    return keys
+
+
+def flake_type(flake: FormatLake, fmt: TableFormat, table: str, column: str) -> pa.DataType:
+    for b in fmt.scan(flake, table, [column]):
+        return b.schema.field(column).type
+    return pa.int64()
+
+
+def count_matches(flake: FormatLake, fmt: TableFormat, table: str, column: str,
+                  keys: pa.Array) -> int:
+    return sum(pc.sum(match(b.column(column), keys)).as_py() or 0
+               for b in fmt.scan(flake, table, [column]))
+
+
+def _files_checksum(paths: list[str],
+                    drop: tuple[str, pa.Array] | None = None) -> tuple[int, int]:
+    """(rows, checksum) of the rows of Parquet files, minus rows holding a key (`drop`)."""
+    rows, total = 0, 0
+    for p in paths:
+        t = pq.read_table(p)
+        t = t.select(sorted(t.column_names))  # engines may order columns differently
+        if drop is not None and drop[0] in t.column_names:
+            t = t.filter(pc.invert(match(t[drop[0]], drop[1])))
+        rows += t.num_rows
+        total = add64(total, row_checksum(t))
+    return rows, total
+
+
+def _disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def logical_step(flake: FormatLake, fmt: TableFormat, keys: dict[str, pa.Array],
+                 verify: bool = True) -> tuple[dict, dict, float, float]:
+    """DELETE table by table. Returns (per-table results, checks, step seconds, verify s)."""
+    tables: dict[str, dict] = {}
+    failures: list[str] = []
+    step_s = verify_s = 0.0
+    for table in flake.tables():
+        for rule in flake.lineage.rules_for(table):
+            k = keys.get(rule.key)
+            if k is None:
+                continue
+            t0 = time.perf_counter()
+            before = fmt.row_count(flake, table)
+            matched = count_matches(flake, fmt, table, rule.column, k) if verify else None
+            t1 = time.perf_counter()
+            res = fmt.delete(flake, table, rule.column, k)
+            t2 = time.perf_counter()
+            after = fmt.row_count(flake, table)
+            entry = {"rows_before": before, "rows_matched": matched, "rows_after": after,
+                     **res.to_json()}
+            if verify:
+                if res.rows_deleted != matched:
+                    failures.append(f"{table}: DELETE reports {res.rows_deleted} rows, "
+                                    f"{matched} matched")
+                if after != before - matched:
+                    failures.append(f"{table}: {after} rows after, expected {before} - "
+                                    f"{matched}")
+                left = count_matches(flake, fmt, table, rule.column, k)
+                entry["keys_left"] = left
+                if left:
+                    failures.append(f"{table}: {left} rows still hold a key")
+                entry.update(_rewrite_check(res, (rule.column, k), failures, table))
+            verify_s += (t1 - t0) + (time.perf_counter() - t2)
+            step_s += t2 - t1
+            tables[table] = entry
+    return tables, {"passed": not failures, "failures": failures}, step_s, verify_s
+
+
+def _rewrite_check(res: StepResult, drop: tuple[str, pa.Array], failures: list[str],
+                   table: str) -> dict:
+    """The rewritten files hold the removed files' rows minus the erased ones."""
+    if not res.files_removed and not res.files_added:
+        return {}
+    rows_old, sum_old = _files_checksum(res.files_removed, drop)
+    rows_new, sum_new = _files_checksum(res.files_added)
+    if (rows_old, sum_old) != (rows_new, sum_new):
+        failures.append(f"{table}: rewritten files hold {rows_new} rows (checksum "
+                        f"{sum_new:016x}), expected {rows_old} ({sum_old:016x})")
+    return {"rewritten_rows_checked": rows_new, "checksum_kept": f"{sum_new:016x}"}
+
+
+def physical_step(flake: FormatLake, fmt: TableFormat,
+                  verify: bool = True) -> tuple[dict, dict, float, float]:
+    """The purge: no deleted row's byte left. A purge changes no visible row."""
+    tables: dict[str, dict] = {}
+    failures: list[str] = []
+    step_s = verify_s = 0.0
+    for table in flake.tables():
+        t0 = time.perf_counter()
+        before = fmt.row_count(flake, table)
+        snapshot = fmt.snapshot_id(flake)
+        files_before = set(fmt.data_files(flake, table))
+        t1 = time.perf_counter()
+        res = fmt.purge(flake, table)
+        t2 = time.perf_counter()
+        after = fmt.row_count(flake, table)
+        entry = {"rows_before": before, "rows_after": after, **res.to_json()}
+        if verify:
+            if after != before:
+                failures.append(f"{table}: the purge changed the row count {before} → {after}")
+            files_after = set(fmt.data_files(flake, table))
+            if not res.files_added and files_after != files_before:
+                failures.append(f"{table}: the purge changed the live files without a rewrite")
+            if res.files_added or res.files_removed:
+                entry.update(_purge_rewrite_check(flake, fmt, table, res, snapshot, failures))
+        verify_s += (t1 - t0) + (time.perf_counter() - t2)
+        step_s += t2 - t1
+        tables[table] = entry
+    t3 = time.perf_counter()
+    tables["(catalog)"] = fmt.finish_purge(flake)
+    step_s += time.perf_counter() - t3
+    return tables, {"passed": not failures, "failures": failures}, step_s, verify_s
+
+
+def _purge_rewrite_check(flake: FormatLake, fmt: TableFormat, table: str, res: StepResult,
+                         snapshot: int | None, failures: list[str]) -> dict:
+    """The files a purge rewrote show the same rows as the files they replace did, read
+    through the format at the snapshot before the purge."""
+    def summary(batches) -> tuple[int, int]:  # noqa: ANN001
+        rows, total = 0, 0
+        for b in batches:
+            b = b.select(sorted(b.schema.names))
+            rows += b.num_rows
+            total = add64(total, row_checksum(b))
+        return rows, total
+
+    old = summary(fmt.rows_of_files(flake, table, res.files_removed, snapshot))
+    new = summary(fmt.rows_of_files(flake, table, res.files_added))
+    if old != new:
+        failures.append(f"{table}: the purge's rewritten files show {new[0]} rows "
+                        f"({new[1]:016x}), the files they replace showed {old[0]} "
+                        f"({old[1]:016x})")
+    return {"rewritten_rows_checked": new[0], "checksum_kept": f"{new[1]:016x}"}
+
+
+# --- the jobs -------------------------------------------------------------------------------
+def run_format_scrub(flake: FormatLake, request: ErasureRequest, strategy: str, *,
+                     logical_only: bool = False, verify: bool = True,
+                     receipt_path: Path | None = None) -> tuple[dict, Path]:
+    fmt = _format_of(flake, strategy)
+    started_at = dt.datetime.now(dt.UTC)
+    journal = Journal.for_request(flake.root, request.ids)
+    if journal.finished:
+        return journal.receipt(), journal.dir / "done.json"
+    t0 = time.perf_counter()
+    keys = resolve_format_keys(flake, fmt, request.ids)
+    present = _present(flake, fmt, request.ids)
+    t1 = time.perf_counter()
+    bytes_before = _disk_bytes(flake.root)
+    logical, checks, logical_s, verify_l = logical_step(flake, fmt, keys, verify)
+    bytes_logical = _disk_bytes(flake.root)
+    receipt = _receipt(flake, fmt, request, keys, present, started_at)
+    receipt["logical"] = {"tables": logical, "verification": checks, "seconds": logical_s,
+                          "verify_seconds": verify_l, "bytes_on_disk_after": bytes_logical}
+    receipt["bytes_on_disk_before"] = bytes_before
+    receipt["timings_s"] = {"resolve": t1 - t0, "logical": logical_s, "verify": verify_l}
+    if not checks["passed"]:
+        raise FormatVerificationError(f"logical step failed verification: "
+                                      f"{checks['failures'][:3]}")
+    if logical_only:
+        receipt["physical"] = None
+        receipt["state"] = "logically deleted, waiting for `voicescrub purge`"
+        _add_pending(flake, journal.job_id, request.requested_at)
+    else:
+        phys = _purge(flake, fmt, verify)
+        receipt["physical"] = phys
+        receipt["timings_s"].update(physical=phys["seconds"],
+                                    verify=verify_l + phys["verify_seconds"])
+        receipt["state"] = "physically deleted"
+        receipt["delete_persistence_latency_s"] = (
+            dt.datetime.fromisoformat(phys["finished_at"]) - request.requested_at
+        ).total_seconds()
+    receipt["timings_s"]["total"] = time.perf_counter() - t0
+    receipt["timings_s"] = {k: round(v, 4) for k, v in receipt["timings_s"].items()}
+    path = _write(flake, journal, receipt, receipt_path)
+    return receipt, path
+
+
+def run_purge(flake: FormatLake, strategy: str, *, verify: bool = True,
+              receipt_path: Path | None = None) -> tuple[dict, Path]:
+    """The physical step for every job waiting for it."""
+    fmt = _format_of(flake, strategy)
+    pending = _pending(flake)
+    phys = _purge(flake, fmt, verify)
+    finished = dt.datetime.fromisoformat(phys["finished_at"])
+    jobs = [{"job_id": j, "requested_at": r,
+             "delete_persistence_latency_s": (finished - dt.datetime.fromisoformat(r))
+             .total_seconds()} for j, r in pending.items()]
+    receipt = {"receipt_version": 1, "kind": "purge", "lake": str(flake.root.resolve()),
+               "strategy": fmt.name, "format": flake.format,
+               "engine_versions": engine_versions(), "jobs": jobs, "physical": phys}
+    d = flake.root / SCRUB_DIR / "receipts"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"purge-{finished.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+    path.write_text(json.dumps(receipt, indent=1))
+    if receipt_path is not None:
+        Path(receipt_path).write_text(json.dumps(receipt, indent=1))
+        path = Path(receipt_path)
+    for job_id in pending:
+        done = flake.root / SCRUB_DIR / job_id / "done.json"
+        if done.exists():
+            r = json.loads(done.read_text())
+            r["state"] = "physically deleted"
+            r["purged_by"] = path.name
+            r["delete_persistence_latency_s"] = next(
+                j["delete_persistence_latency_s"] for j in jobs if j["job_id"] == job_id)
+            done.write_text(json.dumps(r, indent=1))
+    (flake.root / SCRUB_DIR / PENDING).unlink(missing_ok=True)
+    return receipt, path
+
+
+def _purge(flake: FormatLake, fmt: TableFormat, verify: bool) -> dict:
+    tables, checks, seconds, verify_s = physical_step(flake, fmt, verify)
+    if not checks["passed"]:
+        raise FormatVerificationError(f"purge failed verification: {checks['failures'][:3]}")
+    return {"tables": tables, "verification": checks, "seconds": seconds,
+            "verify_seconds": verify_s, "bytes_on_disk_after": _disk_bytes(flake.root),
+            "finished_at": dt.datetime.now(dt.UTC).isoformat()}
+
+
+def _format_of(flake: FormatLake, strategy: str) -> TableFormat:
+    if flake.format != strategy:
+        raise ValueError(f"{flake.root} is a {flake.format} lake: erase with --strategy "
+                         f"{flake.format}, not {strategy}")
+    return get_format(strategy)
+
+
+def _present(flake: FormatLake, fmt: TableFormat, ids: np.ndarray) -> np.ndarray:
+    subject = flake.lineage.subject
+    keys = key_array(pa.array(ids, pa.int64()))
+    seen = []
+    for rule in flake.lineage.rules:
+        if rule.key == subject:
+            for b in fmt.scan(flake, rule.table, [rule.column]):
+                col = b.column(rule.column)
+                seen.append(col.filter(match(col, keys)).to_numpy())
+            break  # the first table holding the subject (customers) lists every customer
+    return np.unique(np.concatenate(seen)) if seen else np.array([], np.int64)
+
+
+def _receipt(flake: FormatLake, fmt: TableFormat, request: ErasureRequest,
+             keys: dict[str, pa.Array], present: np.ndarray, started_at: dt.datetime) -> dict:
+    import hashlib
+
+    secret = lake_secret(flake.root)
+    unknown = np.setdiff1d(request.ids, present)
+    return {
+        "receipt_version": 1, "job_id": None, "lake": str(flake.root.resolve()),
+        "strategy": fmt.name, "strategy_description": fmt.description,
+        "format": flake.format, "engine_versions": engine_versions(),
+        "requested_at": request.requested_at.isoformat(), "started_at": started_at.isoformat(),
+        "request": {
+            "ids": int(len(request.ids)), "duplicates_folded": request.duplicates,
+            "id_hash": "hmac-sha256 (first 32 hex) keyed by the lake's receipt key",
+            "receipt_key_id": hashlib.sha256(secret).hexdigest()[:12],
+            "ids_hashed": keyed_hashes(secret, request.ids),
+            "unknown_ids": int(len(unknown)),
+            "unknown_ids_hashed": keyed_hashes(secret, unknown)},
+        "keys_resolved": [{"key": k, "count": int(len(v))} for k, v in keys.items()],
+    }
+
+
+def _write(flake: FormatLake, journal: Journal, receipt: dict, extra: Path | None) -> Path:
+    receipt["job_id"] = journal.job_id
+    receipt["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
+    journal.dir.mkdir(parents=True, exist_ok=True)
+    journal.finish(receipt)
+    d = flake.root / SCRUB_DIR / "receipts"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{journal.job_id}.json"
+    text = json.dumps(receipt, indent=1)
+    path.write_text(text)
+    if extra is not None:
+        Path(extra).write_text(text)
+        return Path(extra)
+    return path
+
+
+def _pending(flake: FormatLake) -> dict[str, str]:
+    p = flake.root / SCRUB_DIR / PENDING
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _add_pending(flake: FormatLake, job_id: str, requested_at: dt.datetime) -> None:
+    pending = _pending(flake)
+    pending[job_id] = requested_at.isoformat()
+    d = flake.root / SCRUB_DIR
+    d.mkdir(exist_ok=True)
+    tmp = d / (PENDING + ".tmp")
+    tmp.write_text(json.dumps(pending))
+    shutil.move(tmp, d / PENDING)

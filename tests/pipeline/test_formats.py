@@ -1,0 +1,194 @@
+"""The table-format strategies (Delta, Iceberg, DuckLake): conversion, the two steps, the audit
+of logical and physical residue, and the refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from pipeline.audit import run_audit
+from pipeline.cli import app
+from pipeline.format_scrub import resolve_format_keys, run_format_scrub, run_purge
+from pipeline.formats import FormatLake, available, get
+from pipeline.formats.convert import convert
+from pipeline.intake import ErasureRequest
+from pipeline.lake import Lake
+from pipeline.plan import match
+from pipeline.strategies.base import add64, row_checksum
+
+FORMATS = list(available())
+runner = CliRunner()
+
+
+def _plain(b: pa.RecordBatch) -> pa.Table:
+    t = pa.Table.from_batches([b])
+    cols = []
+    for c in t.columns:
+        typ = c.type
+        if pa.types.is_dictionary(typ):
+            typ = typ.value_type
+        if pa.types.is_string_view(typ):
+            typ = pa.string()
+        if pa.types.is_binary_view(typ):
+            typ = pa.binary()
+        cols.append(c.cast(typ))
+    t = pa.table(cols, names=t.column_names)
+    return t.select(sorted(t.column_names))
+
+
+def kept_checksums(flake: FormatLake, erase: dict[str, pa.Array] | None) -> dict[str, tuple]:
+    """Per table: (rows, checksum) of the rows the snapshot shows, minus rows holding a key."""
+    fmt = get(flake.format)
+    out = {}
+    for table in flake.tables():
+        rows, total = 0, 0
+        for b in fmt.scan(flake, table):
+            t = _plain(b)
+            if erase is not None:
+                for rule in flake.lineage.rules_for(table):
+                    t = t.filter(pc.invert(match(t[rule.column], erase[rule.key])))
+            rows += t.num_rows
+            total = add64(total, row_checksum(t))
+        out[table] = (rows, total)
+    return out
+
+
+def _request(ids: list[int]) -> ErasureRequest:
+    return ErasureRequest(np.unique(np.array(ids, np.int64)), dt.datetime.now(dt.UTC), "test", 0)
+
+
+@pytest.fixture(scope="module")
+def n_customers(date_src: Path) -> int:
+    return json.loads((date_src / "_lake.json").read_text())["config"]["n_customers"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_convert_keeps_every_row(fmt: str, date_src: Path, tmp_path: Path) -> None:
+    src = Lake.open(date_src)
+    flake = convert(src, fmt, tmp_path / fmt)
+    f = get(fmt)
+    for table in src.manifest["tables"]:
+        files = src.files(table)
+        want = sum(x.rows for x in files)
+        assert f.row_count(flake, table) == want, table
+        ids = pa.chunked_array([pq.read_table(date_src / x.path, columns=[
+            src.manifest["tables"][table]["keys"][0]]).column(0) for x in files])
+        got = pa.chunked_array([b.column(0) for b in f.scan(
+            flake, table, [src.manifest["tables"][table]["keys"][0]])])
+        assert pc.sum(ids).as_py() == pc.sum(got).as_py(), table
+    # only that format's files (and the descriptor) in the new root
+    top = {p.name for p in (tmp_path / fmt).iterdir()}
+    assert "_lake.json" in top and not any((tmp_path / fmt / t).is_dir() and fmt != "delta"
+                                           for t in src.manifest["tables"])
+    assert json.loads((tmp_path / fmt / "_lake.json").read_text())["format"] == fmt
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_two_steps_logical_then_physical(fmt: str, date_src: Path, tmp_path: Path,
+                                         n_customers: int) -> None:
+    """Customer 1 holds the smallest id of its region's customers file, so every format's
+    metadata (log stats, manifest bounds, catalog stats) names it until the purge."""
+    flake = convert(Lake.open(date_src), fmt, tmp_path / fmt)
+    ids = [1, 2, n_customers // 2, n_customers + 5]  # the last one is in no table
+    keys = resolve_format_keys(flake, get(fmt), np.array(ids, np.int64))
+    before = kept_checksums(flake, keys)
+
+    receipt, _ = run_format_scrub(flake, _request(ids), fmt, logical_only=True)
+    assert receipt["logical"]["verification"]["passed"]
+    assert receipt["request"]["unknown_ids"] == 1
+    logical = run_audit(Lake.open(flake.root), np.array(ids), names=False)
+    assert logical.visible_rows == 0
+    assert logical.hidden_rows > 0, "the logical step must leave the old bytes on disk"
+    metadata = [f for f in logical.residue if not f.path.endswith(".parquet")
+                or "_delta_log" in f.path]
+    assert metadata, "the format's metadata still names an erased customer"
+    assert kept_checksums(flake, None) == before
+
+    receipt, _ = run_purge(flake, fmt)
+    assert receipt["physical"]["verification"]["passed"]
+    assert len(receipt["jobs"]) == 1
+    physical = run_audit(Lake.open(flake.root), np.array(ids), names=False)
+    assert physical.clean, [(f.path, f.column, f.kind) for f in physical.residue[:5]]
+    assert kept_checksums(flake, None) == before
+    done = json.loads(next((flake.root / "_scrub").glob("*/done.json")).read_text())
+    assert done["state"] == "physically deleted" and done["delete_persistence_latency_s"] > 0
+    assert all(len(h) == 32 for h in done["request"]["ids_hashed"])  # hashes, no raw id
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@settings(max_examples=2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_scrub_random_customers(fmt: str, date_src: Path, tmp_path_factory: pytest.TempPathFactory,
+                                n_customers: int, data: st.DataObject) -> None:
+    ids = data.draw(st.lists(st.integers(1, n_customers + 20), min_size=1, max_size=12))
+    root = tmp_path_factory.mktemp(f"fmt-{fmt}") / fmt
+    flake = convert(Lake.open(date_src), fmt, root)
+    keys = resolve_format_keys(flake, get(fmt), np.unique(np.array(ids, np.int64)))
+    before = kept_checksums(flake, keys)
+    receipt, _ = run_format_scrub(flake, _request(ids), fmt)  # both steps
+    assert receipt["physical"]["verification"]["passed"]
+    assert kept_checksums(flake, None) == before
+    assert run_audit(Lake.open(root), np.array(sorted(set(ids))), names=False).clean
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_views_read_the_format(fmt: str, date_src: Path, tmp_path: Path) -> None:
+    from queries.named import run_named
+    from queries.views import connect
+
+    flake = convert(Lake.open(date_src), fmt, tmp_path / fmt)
+    want = run_named(connect(date_src), "region_volume", {}).fetchall()
+    got = run_named(connect(flake.root), "region_volume", {}).fetchall()
+    assert sorted(got) == sorted(want)
+
+
+def test_cli_refusals(date_src: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["scrub", "--lake", str(date_src), "--strategy", "delta",
+                            "--ids", "1"])
+    assert r.exit_code == 2 and "voicescrub convert" in r.output
+    r = runner.invoke(app, ["scrub", "--lake", str(date_src), "--strategy", "arrow",
+                            "--ids", "1", "--logical-only"])
+    assert r.exit_code == 2 and "logical" in r.output
+    r = runner.invoke(app, ["purge", "--lake", str(date_src), "--strategy", "delta"])
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "hudi",
+                            "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "delta" in r.output
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "f").write_text("x")
+    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "delta",
+                            "--out", str(tmp_path / "busy")])
+    assert r.exit_code == 2 and "--force" in r.output
+    assert (tmp_path / "busy" / "f").read_text() == "x"
+
+
+def test_cli_two_steps(date_src: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dl"
+    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "ducklake",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["scrub", "--lake", str(out), "--strategy", "delta", "--ids", "3"])
+    assert r.exit_code == 2 and "ducklake lake" in r.output
+    r = runner.invoke(app, ["scrub", "--lake", str(out), "--strategy", "ducklake", "--ids", "3",
+                            "--logical-only"])
+    assert r.exit_code == 0, r.output
+    assert "voicescrub purge" in r.output
+    r = runner.invoke(app, ["audit", "--lake", str(out), "--ids", "3"])
+    assert r.exit_code == 1  # logically deleted, physically present
+    r = runner.invoke(app, ["purge", "--lake", str(out), "--strategy", "ducklake"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["audit", "--lake", str(out), "--ids", "3"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["strategies"])
+    assert all(name in r.output for name in ("arrow", "delta", "iceberg", "ducklake"))

@@ -42,6 +42,31 @@ def run_strategy(spec: dict, lake) -> dict:  # noqa: ANN001
             "receipt_path": str(out.receipt_path)}
 
 
+def run_format_logical(spec: dict, lake) -> dict:  # noqa: ANN001
+    """A table format's logical step (its DELETE), the job recorded as waiting for a purge."""
+    import datetime as dt
+
+    import numpy as np
+
+    from pipeline.format_scrub import run_format_scrub
+    from pipeline.formats import FormatLake
+    from pipeline.intake import ErasureRequest
+
+    ids = np.asarray(json.loads(Path(spec["ids_file"]).read_text()), np.int64)
+    req = ErasureRequest(np.unique(ids), dt.datetime.now(dt.UTC), "bench", 0)
+    receipt, path = run_format_scrub(FormatLake.open(lake.root), req, spec["name"],
+                                     logical_only=True)
+    return {"receipt": receipt, "receipt_path": str(path)}
+
+
+def run_format_purge(spec: dict, lake) -> dict:  # noqa: ANN001
+    from pipeline.format_scrub import run_purge
+    from pipeline.formats import FormatLake
+
+    receipt, path = run_purge(FormatLake.open(lake.root), spec["name"])
+    return {"receipt": receipt, "receipt_path": str(path)}
+
+
 def run_floor(spec: dict, lake) -> dict:  # noqa: ANN001
     from bench.floors import FLOORS
 
@@ -66,7 +91,8 @@ def run_queries(spec: dict, lake) -> dict:  # noqa: ANN001
     return {"queries": timings}
 
 
-KINDS = {"strategy": run_strategy, "floor": run_floor, "queries": run_queries}
+KINDS = {"strategy": run_strategy, "floor": run_floor, "queries": run_queries,
+         "format_logical": run_format_logical, "format_purge": run_format_purge}
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ def bench(
     folder.mkdir(parents=True)
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "pytest", str(REPO / "bench" / "test_scrub_bench.py"),
+           str(REPO / "bench" / "test_format_bench.py"),
            "--benchmark-only", "-q", "-p", "no:cacheprovider", "-s",
            f"--benchmark-json={folder / 'benchmark.json'}", "--benchmark-columns=mean,rounds"]
     code = subprocess.call(cmd, cwd=REPO, env=env)

@@ -23,14 +23,17 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILES = {
     # every strategy, one small lake, one round: the harness itself never breaks (CI)
     "quick": dict(sfs=(0.01,), layouts=("date", "bucket"), batches=(100,), sweep=(),
-                  sweep_layouts=(), backlog_jobs=2, rounds=1),
+                  sweep_layouts=(), backlog_jobs=2, rounds=1, format_scenarios="all"),
     # the headline (sf 1, 1,000 customers, both layouts) and a batch-size sweep
     "default": dict(sfs=(1.0,), layouts=("date", "bucket"), batches=(1000,),
                     sweep=(1, 100, 10_000), sweep_layouts=("bucket",), backlog_jobs=0,
-                    rounds=1),
+                    rounds=1, format_scenarios=((1.0, "date", 1000),)),
     # the whole matrix
     "full": dict(sfs=(0.1, 1.0), layouts=("date", "bucket"), batches=(1, 100, 1000, 10_000),
-                 sweep=(), sweep_layouts=(), backlog_jobs=10, rounds=1),
+                 sweep=(), sweep_layouts=(), backlog_jobs=10, rounds=1,
+                 format_scenarios=tuple((0.1, lay, b) for lay in ("date", "bucket")
+                                        for b in (1, 100, 1000, 10_000))
+                 + ((1.0, "date", 1000), (1.0, "bucket", 1000))),
 }
 FLOOR_NAMES = ("scan", "codec", "io")
 
@@ -45,6 +48,9 @@ class Settings:
     sweep_layouts: tuple[str, ...] = ()
     strategies: tuple[str, ...] = ()  # empty = every strategy found
     backlog_jobs: int = 0  # a backlog scenario: this many jobs in a row on one lake
+    # scenarios the table formats run in: "all", or (sf, layout, batch) triples (pyiceberg's
+    # delete costs files × ids, see the README: the big sweeps would take hours)
+    format_scenarios: str | tuple = "all"
     rounds: int = 1
     workers: int = 0  # files in flight; 0 = cores + 1 (fsync waits leave a core idle)
     lakes_dir: Path = REPO / "lakes"
@@ -72,6 +78,9 @@ class Settings:
             s.sweep_layouts = tuple(x for x in s.sweep_layouts if x in s.layouts)
         if v := os.environ.get("STRATEGIES", "").strip():
             s.strategies = tuple(v.replace(",", " ").split())
+        if os.environ.get("FORMAT_SCENARIOS", "").strip() == "all" or any(
+                os.environ.get(k, "").strip() for k in ("SF", "BATCHES", "LAYOUTS")):
+            s.format_scenarios = "all"
         if (v := nums("ROUNDS", int)) is not None:
             s.rounds = v[0]
         if (v := nums("BENCH_WORKERS", int)) is not None:
@@ -85,15 +94,31 @@ class Settings:
         return self.workers or (os.cpu_count() or 1) + 1
 
     def strategy_names(self) -> list[str]:
-        from pipeline import strategies
+        """The copy-on-write strategies to run."""
+        from pipeline import formats, strategies
 
         found = list(strategies.available())
         if not self.strategies:
             return found
-        unknown = [s for s in self.strategies if s not in found]
+        known = found + list(formats.available())
+        unknown = [s for s in self.strategies if s not in known]
         if unknown:
-            raise SystemExit(f"unknown strategy {unknown[0]!r}; available: {', '.join(found)}")
-        return list(self.strategies)
+            raise SystemExit(f"unknown strategy {unknown[0]!r}; available: {', '.join(known)}")
+        return [s for s in self.strategies if s in found]
+
+    def format_names(self) -> list[str]:
+        """The table-format strategies to run."""
+        from pipeline import formats
+
+        found = list(formats.available())
+        self.strategy_names()  # the same check of STRATEGIES
+        return [s for s in (self.strategies or found) if s in found]
+
+    def format_scenario_list(self) -> list[tuple[float, str, int]]:
+        if self.format_scenarios == "all":
+            return self.scenarios()
+        return [sc for sc in self.scenarios()
+                if tuple(sc) in {tuple(x) for x in self.format_scenarios}]
 
     def scenarios(self) -> list[tuple[float, str, int]]:
         """(sf, layout, batch) of every scenario, headline first."""

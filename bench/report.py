@@ -35,7 +35,7 @@ def scenarios(rows: list[Row]) -> dict[tuple, dict[str, Row]]:
     """(sf, layout, batch) -> contender name -> row (floors as 'floor:<name>')."""
     out: dict[tuple, dict[str, Row]] = defaultdict(dict)
     for r in rows:
-        if r["kind"] == "backlog":
+        if r["kind"] in ("backlog", "format"):
             continue
         name = f"floor:{r['name']}" if r["kind"] == "floor" else r["name"]
         out[_key(r)][name] = r
@@ -128,6 +128,76 @@ def headline(rows: list[Row]) -> list[str]:
     return lines
 
 
+def _q(r: Row, key: str, q: str) -> float | None:
+    after = r.get(key, {}).get(q, {}).get("seconds")
+    before = r.get("baseline_queries", {}).get(q, {}).get("seconds")
+    return after / before if after and before else None
+
+
+def two_steps_table(rows: list[Row], key: tuple) -> list[str]:
+    """Every strategy of one scenario, logical and physical step apart. Copy-on-write has one
+    step: its rows are gone from disk when it ends."""
+    lines = [
+        "| strategy | kind | logical s | physical s | sum s | peak RSS MB | "
+        "MB on disk before / after logical / after physical | residue after logical: "
+        "visible / physical (metadata) | residue after physical | read penalty between "
+        "steps (history, volume) | request → gone s |",
+        "|---|---|---:|---:|---:|---:|---|---|---|---|---:|"]
+    cow = [r for r in rows if r["kind"] == "strategy" and _key(r) == key]
+    fmts = [r for r in rows if r["kind"] == "format" and _key(r) == key]
+    for r in sorted(cow, key=lambda r: r["work_s"]):
+        before = r.get("lake_bytes")
+        after = r.get("bytes_on_disk_after")
+        disk = (f"{_mb(before)} / {_mb(after)} / {_mb(after)}" if before and after else "–")
+        lines.append(
+            f"| {r['name']} | copy-on-write | {_fmt(r['work_s'])} | 0 | {_fmt(r['work_s'])} | "
+            f"{r['peak_rss_mb']:,.0f} | {disk} | {r['residue_logical_rows']} / "
+            f"{r['residue_physical_rows']} | 0 / 0 | "
+            f"{_fmt(_q(r, 'queries_after', 'voice_history'))}, "
+            f"{_fmt(_q(r, 'queries_after', 'region_volume'))} | {_fmt(r['work_s'], 1)} |")
+    for r in sorted(fmts, key=lambda r: r["total_s"]):
+        a, b = r["residue_after_logical"], r["residue_after_physical"]
+        lines.append(
+            f"| {r['name']} | table format | {_fmt(r['logical_s'])} | {_fmt(r['physical_s'])} | "
+            f"{_fmt(r['total_s'])} | {r['peak_rss_mb']:,.0f} | {_mb(r['bytes_before'])} / "
+            f"{_mb(r['bytes_after_logical'])} / {_mb(r['bytes_after_physical'])} | "
+            f"{a['visible']:,} / {a['physical']:,} ({a['metadata']:,}) | "
+            f"{b['visible']:,} / {b['physical']:,} | "
+            f"{_fmt(_q(r, 'queries_between', 'voice_history'))}, "
+            f"{_fmt(_q(r, 'queries_between', 'region_volume'))} | {_fmt(r['latency_s'], 1)} |")
+    return lines
+
+
+def formats_section(rows: list[Row]) -> list[str]:
+    fmts = [r for r in rows if r["kind"] == "format"]
+    if not fmts:
+        return []
+    out = ["## Logical vs physical erasure: copy-on-write and the table formats", "",
+           "Table formats erase in two steps: the **logical** step is the format's DELETE "
+           "(rows hidden from queries), the **physical** step (`voicescrub purge`) is what it "
+           "takes until no byte of the erased rows is left on disk (vacuum, snapshot expiry, "
+           "orphan and log cleanup, catalog compaction). Each step ran in its own fresh child "
+           "process on a fresh copy of the converted lake; times are the steps' work time, "
+           "including the job's own verification (timed apart in the receipts). Residue counts "
+           "come from an audit of every file after each step: *visible* = rows the format's "
+           "current snapshot still returns, *physical* = traces in any file (old data files, "
+           "delete files, logs, manifests, catalogs), of which *metadata* = traces outside "
+           "Parquet data files. Read penalty = query time between the two steps ÷ before the "
+           "job, on the same format lake. Request → gone = logical + physical, run back to "
+           "back.", ""]
+    for key in sorted({_key(r) for r in fmts}):
+        sf, layout, batch = key
+        out += [f"### sf {sf:g}, {layout} layout, {batch:,} customers", "",
+                *two_steps_table(rows, key), ""]
+        conv = [r for r in fmts if _key(r) == key]
+        out.append("Conversion (once per lake, not counted above): " + "; ".join(
+            f"{r['name']} {r['conversion']['convert_s']:.1f} s, "
+            f"{_mb(r['conversion']['bytes'])} MB" for r in sorted(conv, key=lambda r: r["name"]))
+            + ".")
+        out.append("")
+    return out
+
+
 def render_markdown(rows: list[Row], title: str = "voicescrub benchmark") -> str:
     if not rows:
         return f"# {title}\n\nNo results.\n"
@@ -148,7 +218,7 @@ def render_markdown(rows: list[Row], title: str = "voicescrub benchmark") -> str
            "checks passed and an audit of every file of the scrubbed snapshot found no "
            "residue. Write amplification = bytes written ÷ bytes the erased rows took on disk. "
            "Read penalty = query time after the scrub ÷ before.", "",
-           "## Headline", "", *headline(rows), ""]
+           "## Headline", "", *headline(rows), "", *formats_section(rows)]
     for (sf, layout, batch), group in scenarios(rows).items():
         any_r = next(iter(group.values()))
         out += [f"## sf {sf:g}, {layout} layout, {batch:,} customers", "",
@@ -176,7 +246,8 @@ def render_markdown(rows: list[Row], title: str = "voicescrub benchmark") -> str
 LONG_FIELDS = ("work_s", "wall_s", "timer_s", "cpu_s", "user_s", "sys_s", "peak_rss_mb",
                "read_bytes", "write_bytes", "files_rewritten", "files_total", "rows_erased",
                "bytes_written", "bytes_scanned", "write_amplification", "row_groups_rewritten",
-               "residue_logical_rows", "residue_physical_rows")
+               "residue_logical_rows", "residue_physical_rows", "logical_s", "physical_s",
+               "total_s", "latency_s", "bytes_after_logical", "bytes_after_physical")
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
@@ -202,7 +273,7 @@ def write_charts(rows: list[Row], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     made = []
-    strat = [r for r in rows if r["kind"] == "strategy"]
+    strat = [r for r in rows if r["kind"] == "strategy"]  # formats: tables, not charts
     floors = [r for r in rows if r["kind"] == "floor" and r["name"] == "codec"]
 
     def lines(ax, xkey: str, fixed: dict, series: list[Row], label_fn) -> None:  # noqa: ANN001

@@ -64,7 +64,8 @@ def scenario_inputs(sf: float, layout: str, batch: int) -> dict:
     return {"src": src, "ids": ids, "work": work, "touched_files": len(touched),
             "touched_bytes": sum(fp.file.bytes for fp in plan.touched),
             "rows_to_erase": sum(fp.rows_matched for fp in plan.touched),
-            "baseline_queries": base.result()["queries"], "manifest": manifest}
+            "baseline_queries": base.result()["queries"], "manifest": manifest,
+            "lake_bytes": sum(p.stat().st_size for p in src.rglob("*") if p.is_file())}
 
 
 def _probe(src: Path, ids: list[int]) -> int:
@@ -157,6 +158,8 @@ def test_strategy(benchmark, scenario: tuple[float, str, int], strategy: str) ->
             "residue_logical_rows": report.visible_rows,
             "residue_physical_rows": report.visible_rows + report.hidden_rows,
             "queries_after": q.result()["queries"],
+            "bytes_on_disk_after": sum(p.stat().st_size for p in snap.rglob("*")
+                                       if p.is_file()),
         })
         shutil.rmtree(snap)
     assert source_state(inputs["src"]) == before, "a strategy wrote into the source lake"
@@ -213,7 +216,7 @@ def _common(scenario: tuple[float, str, int], inputs: dict, kind: str, name: str
     return {"kind": kind, "name": name, "sf": sf, "layout": layout, "batch": batch,
             "profile": SETTINGS.profile, "workers": SETTINGS.n_workers,
             "touched_files": inputs["touched_files"], "touched_bytes": inputs["touched_bytes"],
-            "rows_to_erase": inputs["rows_to_erase"],
+            "rows_to_erase": inputs["rows_to_erase"], "lake_bytes": inputs["lake_bytes"],
             "baseline_queries": inputs["baseline_queries"],
             "engine_versions": _engine_versions(), "machine": machine(),
             "settings": SETTINGS.to_json()}

@@ -254,6 +254,7 @@ def run_format_audit(root: Path, customer_ids: np.ndarray, workers: int = 2,
     check = ValueCheck(needles)
     report = AuditReport(str(root), int(len(customer_ids)))
     report.findings += snapshot_findings(flake, fmt, needles, patterns)
+    fmt.release(flake)  # the catalog file is read below as a plain database
 
     def one(p: Path) -> list[Finding]:
         rel = p.relative_to(root).as_posix()

@@ -204,6 +204,14 @@ def run_format_scrub(flake: FormatLake, request: ErasureRequest, strategy: str, 
                      logical_only: bool = False, verify: bool = True,
                      receipt_path: Path | None = None) -> tuple[dict, Path]:
     fmt = _format_of(flake, strategy)
+    try:
+        return _scrub(flake, fmt, request, logical_only, verify, receipt_path)
+    finally:
+        fmt.release(flake)
+
+
+def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical_only: bool,
+           verify: bool, receipt_path: Path | None) -> tuple[dict, Path]:
     started_at = dt.datetime.now(dt.UTC)
     journal = Journal.for_request(flake.root, request.ids)
     if journal.finished:
@@ -247,7 +255,10 @@ def run_purge(flake: FormatLake, strategy: str, *, verify: bool = True,
     """The physical step for every job waiting for it."""
     fmt = _format_of(flake, strategy)
     pending = _pending(flake)
-    phys = _purge(flake, fmt, verify)
+    try:
+        phys = _purge(flake, fmt, verify)
+    finally:
+        fmt.release(flake)
     finished = dt.datetime.fromisoformat(phys["finished_at"])
     jobs = [{"job_id": j, "requested_at": r,
              "delete_persistence_latency_s": (finished - dt.datetime.fromisoformat(r))

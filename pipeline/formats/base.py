@@ -132,6 +132,9 @@ class TableFormat(ABC):
         """The visible rows of some data files, at `snapshot` (default: the current one)."""
         raise NotImplementedError(f"{self.name} does not rewrite files in its purge")
 
+    def release(self, flake: FormatLake) -> None:  # noqa: B027 - optional hook
+        """Let go of anything held open on the lake (a catalog another reader must open)."""
+
     def finish_purge(self, flake: FormatLake) -> dict:
         """Once every table is purged (e.g. a catalog shared by the tables)."""
         return {}

@@ -114,6 +114,7 @@ def convert(lake: Lake, fmt_name: str, out: Path, force: bool = False,
             "partition_by": partition_by, "columns": schema.names,
             "source_writer": src["writer"], "seconds": round(time.perf_counter() - t0, 3)}
     fmt.finish_conversion(flake)
+    fmt.release(flake)
     manifest["conversion_seconds"] = round(time.perf_counter() - t_start, 3)
     flake.write_manifest()
     if progress:

@@ -27,6 +27,7 @@ from pipeline.formats.base import FormatLake, StepResult, TableFormat
 from pipeline.lake import fsync_dir, fsync_path
 
 ALIAS = "lake"
+_SHARED: dict[Path, duckdb.DuckDBPyConnection] = {}  # lake root -> attached connection
 
 
 def load_ducklake(con: duckdb.DuckDBPyConnection) -> None:
@@ -70,10 +71,24 @@ class DuckLake(TableFormat):
                     f"({opts})")
         return con
 
+    def session(self, flake: FormatLake) -> duckdb.DuckDBPyConnection:
+        """A cursor on this process's connection to the lake's catalog: attaching (and
+        loading the extension) once per process, not once per call."""
+        key = flake.root.resolve()
+        con = _SHARED.get(key)
+        if con is None:
+            con = _SHARED[key] = self.connect(flake)
+        return con.cursor()
+
+    def release(self, flake: FormatLake) -> None:
+        con = _SHARED.pop(flake.root.resolve(), None)
+        if con is not None:
+            con.close()
+
     def create_table(self, flake: FormatLake, table: str, schema: pa.Schema,
                      partition_by: list[str], batches: Iterator[pa.RecordBatch],
                      writer: dict) -> None:
-        con = self.connect(flake)
+        con = self.session(flake)
         try:
             for opt, value in (("parquet_compression", "zstd"),
                                ("parquet_compression_level", writer.get("compression_level") or 1),
@@ -92,7 +107,7 @@ class DuckLake(TableFormat):
 
     def scan(self, flake: FormatLake, table: str,
              columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        con = self.connect(flake, read_only=True)
+        con = self.session(flake)
         try:
             cols = ", ".join(columns) if columns else "*"
             yield from con.execute(f"SELECT {cols} FROM {ALIAS}.{table}").to_arrow_reader(
@@ -101,7 +116,7 @@ class DuckLake(TableFormat):
             con.close()
 
     def row_count(self, flake: FormatLake, table: str) -> int:
-        con = self.connect(flake, read_only=True)
+        con = self.session(flake)
         try:
             return int(con.execute(f"SELECT count(*) FROM {ALIAS}.{table}").fetchone()[0])
         finally:
@@ -113,7 +128,7 @@ class DuckLake(TableFormat):
     def _files(self, flake: FormatLake, table: str,
                con: duckdb.DuckDBPyConnection | None = None) -> list[tuple[str, str | None]]:
         own = con is None
-        con = con or self.connect(flake, read_only=True)
+        con = con or self.session(flake)
         try:
             return [(d, x) for d, x in con.execute(
                 f"SELECT data_file, delete_file FROM ducklake_list_files({_q(ALIAS)}, "
@@ -126,13 +141,14 @@ class DuckLake(TableFormat):
         attached = {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()")
                     .fetchall()}
         if "__ducklake" not in attached:
+            self.release(flake)  # a process attaches a catalog file once
             self.connect(flake, read_only=True, con=con, alias="__ducklake")
         return f"__ducklake.{table}"
 
     def delete(self, flake: FormatLake, table: str, column: str,
                keys: pa.Array) -> StepResult:
         t0 = time.perf_counter()
-        con = self.connect(flake)
+        con = self.session(flake)
         res = StepResult()
         try:
             before = self._files(flake, table, con)
@@ -150,7 +166,7 @@ class DuckLake(TableFormat):
 
     def purge(self, flake: FormatLake, table: str) -> StepResult:
         t0 = time.perf_counter()
-        con = self.connect(flake)
+        con = self.session(flake)
         res = StepResult()
         try:
             before = {d for d, _ in self._files(flake, table, con)}
@@ -165,7 +181,7 @@ class DuckLake(TableFormat):
         return res
 
     def snapshot_id(self, flake: FormatLake) -> int | None:
-        con = self.connect(flake, read_only=True)
+        con = self.session(flake)
         try:
             return int(con.execute(f"SELECT id FROM ducklake_current_snapshot({_q(ALIAS)})")
                        .fetchone()[0])
@@ -174,7 +190,7 @@ class DuckLake(TableFormat):
 
     def rows_of_files(self, flake: FormatLake, table: str, files: list[str],
                       snapshot: int | None = None) -> Iterator[pa.RecordBatch]:
-        con = self.connect(flake, read_only=True)
+        con = self.session(flake)
         try:
             con.register("__files", pa.table({"f": pa.array(files, pa.string())}))
             at = f" AT (VERSION => {int(snapshot)})" if snapshot is not None else ""
@@ -188,7 +204,7 @@ class DuckLake(TableFormat):
         t0 = time.perf_counter()
         data = self.base(flake) / "data"
         before = {p: p.stat().st_size for p in data.rglob("*") if p.is_file()}
-        con = self.connect(flake)
+        con = self.session(flake)
         try:
             expired = len(con.execute(f"CALL ducklake_expire_snapshots({_q(ALIAS)}, "
                                       "older_than => now())").fetchall())
@@ -212,6 +228,7 @@ class DuckLake(TableFormat):
     def compact_catalog(self, flake: FormatLake) -> None:
         """Copy the catalog database into a fresh file and swap it in: the old file's free
         blocks still hold deleted catalog rows (statistics of the erased rows' files)."""
+        self.release(flake)  # the catalog file is about to be replaced
         path = self.catalog_path(flake)
         fresh = path.with_name(path.name + ".compact")
         fresh.unlink(missing_ok=True)

@@ -120,3 +120,30 @@ def test_compare_flags_a_regression(tmp_path: Path) -> None:
     text, regressed = compare(a, b)
     assert regressed and "**REGRESSION**" in text
     assert not compare(a, a)[1]
+
+
+def test_report_shows_both_steps_of_a_table_format(tmp_path: Path) -> None:
+    data = json.loads(FIXED.read_text())
+    cow = next(b for b in data["benchmarks"] if b["extra_info"].get("name") == "arrow"
+               and b["extra_info"]["layout"] == "date")
+    fmt = json.loads(json.dumps(cow))
+    fmt["extra_info"].update(
+        kind="format", name="delta", logical_s=40.0, physical_s=5.0, total_s=45.0,
+        latency_s=45.0, bytes_before=6e9, bytes_after_logical=12e9, bytes_after_physical=6e9,
+        residue_after_logical={"visible": 0, "physical": 1234, "metadata": 56, "files": []},
+        residue_after_physical={"visible": 0, "physical": 0, "metadata": 0, "files": []},
+        queries_between=cow["extra_info"]["queries_after"],
+        conversion={"convert_s": 100.0, "bytes": 6e9})
+    data["benchmarks"].append(fmt)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "benchmark.json").write_text(json.dumps(data))
+    report = render(run).read_text()
+    assert "## Logical vs physical erasure" in report
+    assert "| delta | table format | 40.00 | 5.00 | 45.00 |" in report
+    assert "0 / 1,234 (56) | 0 / 0 |" in report
+    assert "| arrow | copy-on-write | 30.00 | 0 | 30.00 |" in report
+    assert "delta 100.0 s, 6,000 MB" in report
+    # the format row stays out of the copy-on-write scenario tables and their ratios
+    assert "delta" not in ratios(scenarios(load_rows(run / "benchmark.json"))[(1.0, "date",
+                                                                              1000)])

@@ -367,7 +367,13 @@ def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
             return audit_parquet(p, rel, needles, patterns, rel in referenced)
         return audit_raw(p, rel, raw)
 
-    files = list(walk(lake.root))
+    return read_every_file(lake.root, one, report, workers)
+
+
+def read_every_file(root: Path, one: Callable[[Path], list[Finding]], report: AuditReport,
+                    workers: int) -> AuditReport:
+    """Run `one` on every file under the root (in parallel) into the report."""
+    files = list(walk(root))
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for found in pool.map(one, files):
             report.findings += found

@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 import json
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -40,7 +39,7 @@ from pipeline.audit import (
     needles_from,
     raw_counts,
     raw_needles,
-    walk,
+    read_every_file,
 )
 from pipeline.format_scrub import resolve_format_keys
 from pipeline.formats import FormatLake, TableFormat, get
@@ -268,11 +267,4 @@ def run_format_audit(root: Path, customer_ids: np.ndarray, workers: int = 2,
             out += ducklake_catalog_findings(p, rel, check)
         return out
 
-    files = list(walk(root))
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for found in pool.map(one, files):
-            report.findings += found
-    report.files_read = len(files)
-    report.bytes_read = sum(p.stat().st_size for p in files)
-    report.findings.sort(key=lambda f: (f.possible, not f.visible, f.path, f.column))
-    return report
+    return read_every_file(root, one, report, workers)

@@ -167,46 +167,63 @@ def _split_files(n: np.ndarray) -> Iterator[slice]:
 
 
 def _facts_unit(unit: Unit) -> list[dict]:
-    cfg, fg = _STATE["cfg"], _STATE["facts"]
-    region = cfg.regions[unit.region]
     c, d, n = _unit_cells(unit)
     records: list[dict] = []
+    for index, cells in enumerate(_split_files(n)):
+        records += _facts_file(unit, index, c[cells], d[cells], n[cells])
+    return records
+
+
+def _facts_file(unit: Unit, index: int, c: np.ndarray, d: np.ndarray,
+                n: np.ndarray) -> list[dict]:
+    """One file of each fact table from the given cells."""
+    cfg, fg = _STATE["cfg"], _STATE["facts"]
+    region = cfg.regions[unit.region]
     direct = ("recordings", "audio", "transcripts", "usage_daily")
     if cfg.layout == "date":
         direct += ("actions", "skill_events")
-    for index, cells in enumerate(_split_files(n)):
-        # Only keys and start times exist for the whole file (to sort it); every other column
-        # is computed a chunk at a time, so memory follows the chunk, not the partition.
-        key, started = fg.keys(c[cells], d[cells], n[cells], unit.region)
-        if cfg.layout == "date":
-            order = np.lexsort((key, started))
-        else:
-            order = np.lexsort((key, started, key >> 24))
-        key = key[order]
-        del started, order
-        files = {t: _open(t, region, unit.part, index) for t in direct}
-        spills: dict[str, list[pa.Table]] = {"actions": [], "skill_events": []}
-        usage: list = []
-        step = _chunk_rows(cfg)
-        for lo in range(0, len(key), step):
-            x: Core = fg.core_of(key[lo:lo + step], unit.region)
-            usage.append(fg.usage_partial(x))
-            files["recordings"].write(fg.recordings(x))
-            files["audio"].write(fg.audio_table(x))
-            transcripts, actions, events = fg.text_tables(x, unit.region)
-            files["transcripts"].write(transcripts)
-            if cfg.layout == "date":
-                files["actions"].write(actions)
-                files["skill_events"].write(events)
-            else:
-                spills["actions"].append(actions)
-                spills["skill_events"].append(events)
-        if usage:
-            files["usage_daily"].write(fg.usage_daily(usage, with_date=cfg.layout == "bucket"))
-        records += _finish(files, region, unit.part)
-        if cfg.layout == "bucket":
-            _spill(unit, index, spills)
+    # Only keys and start times exist for the whole file (to sort it); every other column
+    # is computed a chunk at a time, so memory follows the chunk, not the partition.
+    key, started = fg.keys(c, d, n, unit.region)
+    if cfg.layout == "date":
+        order = np.lexsort((key, started))
+    else:
+        order = np.lexsort((key, started, key >> 24))
+    key = key[order]
+    del started, order
+    files = {t: _open(t, region, unit.part, index) for t in direct}
+    spills: dict[str, list[pa.Table]] = {"actions": [], "skill_events": []}
+    step = _chunk_rows(cfg)
+    usage = [_facts_chunk(key[lo:lo + step], unit.region, files, spills)
+             for lo in range(0, len(key), step)]
+    if usage:
+        files["usage_daily"].write(fg.usage_daily(usage, with_date=cfg.layout == "bucket"))
+    del usage
+    records = _finish(files, region, unit.part)
+    if cfg.layout == "bucket":
+        _spill(unit, index, spills)
     return records
+
+
+def _facts_chunk(key: np.ndarray, region: int, files: dict[str, TableFile],
+                 spills: dict[str, list[pa.Table]]):
+    """Write one chunk of recordings and what derives from them; return its partial usage
+    rollup. A function of its own so that nothing of a chunk outlives it: the next chunk
+    (or file) never runs beside the previous chunk's tables."""
+    cfg, fg = _STATE["cfg"], _STATE["facts"]
+    x: Core = fg.core_of(key, region)
+    usage = fg.usage_partial(x)
+    files["recordings"].write(fg.recordings(x))
+    files["audio"].write(fg.audio_table(x))
+    transcripts, actions, events = fg.text_tables(x, region)
+    files["transcripts"].write(transcripts)
+    if cfg.layout == "date":
+        files["actions"].write(actions)
+        files["skill_events"].write(events)
+    else:
+        spills["actions"].append(actions)
+        spills["skill_events"].append(events)
+    return usage
 
 
 def _chunk_rows(cfg: LakeConfig) -> int:

@@ -232,11 +232,16 @@ def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]
         if s["rows_after"] != s["rows_before"] - s["rows_erased"]:
             failures.append(f"{table}/{region}: {s['rows_after']} rows after, expected "
                             f"{s['rows_before']} - {s['rows_erased']}")
+    def footer_rows(path: str) -> int:
+        return pq.ParquetFile(lake.root / path).metadata.num_rows
+
     footer_checked = 0
-    for path, (rows, _) in changed.items():
-        if pq.ParquetFile(lake.root / path).metadata.num_rows != rows:
-            failures.append(f"{path}: footer row count differs from the journal")
-        footer_checked += 1
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for (path, (rows, _)), found in zip(changed.items(), pool.map(footer_rows, changed),
+                                            strict=True):
+            if found != rows:
+                failures.append(f"{path}: footer row count differs from the journal")
+            footer_checked += 1
     keys_left_streamed = sum(r.keys_left for r in results.values())
     if keys_left_streamed:
         failures.append(f"{keys_left_streamed} written rows still hold a key")

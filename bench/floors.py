@@ -3,8 +3,14 @@
 - scan floor: read the key columns of every file of the lineage (what any plan must at least
   read when statistics cannot prune);
 - codec floor: re-encode each touched file with its own writer settings and no filter, written
-  as durably as a strategy writes (fsync), beside the source, then removed;
-- I/O floor: copy each touched file byte for byte (fsync), then remove the copy.
+  as durably as a strategy writes: beside the source, fsynced, kept, and the directories synced
+  once at the end (the strategy's own `make_durable`);
+- I/O floor: copy each touched file byte for byte, just as durably.
+
+A strategy's new files stay (they replace the old ones), so a floor's outputs stay too until its
+round is over: deleting them inside the timed region would hand the floor the page cache and
+blocks they held. The benchmark removes them with the snapshot, untimed; `remove_outputs` does it
+for a direct caller.
 
 Each floor runs on the same thread pool size as the strategies.
 """
@@ -18,7 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow.parquet as pq
 
 from generators.writer import open_writer
+from pipeline.commit import make_durable
 from pipeline.lake import Lake, fsync_path
+
+SUFFIXES = (".codec-floor.tmp", ".io-floor.tmp")
 
 
 def _pool(fn: Callable[[str], int], paths: list[str], workers: int) -> int:
@@ -63,26 +72,39 @@ def codec_floor(lake: Lake, paths: list[str], workers: int) -> dict:
         finally:
             writer.close()
         fsync_path(dst)
-        size = dst.stat().st_size
-        dst.unlink()
-        return size
+        return dst.stat().st_size
 
-    return {"files": len(paths), "bytes_written": _pool(one, paths, workers)}
+    written = _pool(one, paths, workers)
+    make_durable(lake.root, paths)
+    return {"files": len(paths), "bytes_written": written}
 
 
 def io_floor(lake: Lake, paths: list[str], workers: int) -> dict:
-    """Copy each file byte for byte, fsync, remove the copy."""
+    """Copy each file byte for byte, fsync; directories synced at the end."""
 
     def one(rel: str) -> int:
         src = lake.root / rel
         dst = src.with_name(f".{src.name}.io-floor.tmp")
         shutil.copyfile(src, dst)
         fsync_path(dst)
-        size = dst.stat().st_size
-        dst.unlink()
-        return size
+        return dst.stat().st_size
 
-    return {"files": len(paths), "bytes_written": _pool(one, paths, workers)}
+    written = _pool(one, paths, workers)
+    make_durable(lake.root, paths)
+    return {"files": len(paths), "bytes_written": written}
+
+
+def remove_outputs(lake: Lake, paths: list[str]) -> int:
+    """Delete what the codec and I/O floors left beside `paths`; returns how many."""
+    n = 0
+    for rel in paths:
+        src = lake.root / rel
+        for suffix in SUFFIXES:
+            out = src.with_name(f".{src.name}{suffix}")
+            if out.exists():
+                out.unlink()
+                n += 1
+    return n
 
 
 FLOORS = {"scan": scan_floor, "codec": codec_floor, "io": io_floor}

@@ -72,13 +72,10 @@ def commit_rewrite(root: Path, fp: FilePlan, task: RewriteTask, result: RewriteR
 
 
 def make_durable(root: Path, paths: list[str]) -> None:
-    """Persist the renames: fsync each touched directory (or sync once when there are many,
-    as in the date layout where every file has a directory of its own)."""
-    dirs = sorted({(root / p).parent for p in paths})
-    if len(dirs) > 64:
-        os.sync()
-        return
-    for d in dirs:
+    """Persist the renames: fsync each touched directory. (Not `sync()`, which would also flush
+    every other process's dirty data on the machine: on ext4 the first directory fsync commits
+    the journal holding all the renames, and the rest find nothing left to do.)"""
+    for d in sorted({(root / p).parent for p in paths}):
         fsync_dir(d)
 
 

@@ -22,18 +22,29 @@ def resolve_keys(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
     scrub's own plan does not scan those key columns a second time."""
     lineage = lake.lineage
     keys: dict[str, pa.Array] = {lineage.subject: key_array(pa.array(customer_ids, pa.int64()))}
-    for d in lineage.derived:
+    pending = list(lineage.derived)
+    while pending:
+        # every derived key whose `via` key is resolved: their mapping tables in one pass
+        ready = [d for d in pending if d.via in keys]
+        pending = [d for d in pending if d.via not in keys]
+        if not ready:  # the lineage parser refuses cycles; never loop on one
+            raise ValueError(f"lineage keys {[d.name for d in pending]} cannot be resolved")
         planner = Planner(lake, keys, workers)
-        rules = [(d.via_column, d.via)]
-        values = tuple(dict.fromkeys((d.column, d.via_column)))
-        plans = planner.plan_table(d.table, rules, values=values)
-        if cache is not None:
-            cache[(d.table, tuple(rules))] = plans
-        found = [p.matched_values[d.column] for p in plans if p.matched_values is not None]
-        if found:
-            keys[d.name] = key_array(pa.chunked_array(found).combine_chunks())
-        else:
-            keys[d.name] = key_array(pa.array([], _column_type(lake, d.table, d.column)))
+        jobs = []
+        for d in ready:
+            jobs.append((d.table, [(d.via_column, d.via)],
+                         tuple(dict.fromkeys((d.column, d.via_column)))))
+        found_keys = {}
+        for d, job, plans in zip(ready, jobs, planner.plan_tables(jobs), strict=True):
+            if cache is not None:
+                cache[(d.table, tuple(job[1]))] = plans
+            found = [p.matched_values[d.column] for p in plans if p.matched_values is not None]
+            if found:
+                found_keys[d.name] = key_array(pa.chunked_array(found).combine_chunks())
+            else:
+                found_keys[d.name] = key_array(pa.array([], _column_type(lake, d.table,
+                                                                          d.column)))
+        keys.update(found_keys)
     return keys
 
 

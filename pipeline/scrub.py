@@ -61,9 +61,8 @@ def plan_scrub(lake: Lake, request: ErasureRequest, workers: int) -> ScrubPlan:
     keys = resolve_keys(lake, request.ids, workers, cache)
     t1 = time.perf_counter()
     planner = Planner(lake, keys, workers)
-    files: list[FilePlan] = []
-    present: list[np.ndarray] = []
     subject = lake.lineage.subject
+    jobs, by_table = [], {}
     for table in lake.tables():
         rules = [(r.column, r.key) for r in lake.lineage.rules_for(table)]
         subject_cols = tuple(c for c, k in rules if k == subject)
@@ -71,7 +70,15 @@ def plan_scrub(lake: Lake, request: ErasureRequest, workers: int) -> ScrubPlan:
         if plans is None or any(c not in (p.matched_values.column_names
                                           if p.matched_values is not None else [c])
                                 for p in plans for c in subject_cols):
-            plans = planner.plan_table(table, rules, values=subject_cols)
+            jobs.append((table, rules, subject_cols))
+        else:
+            by_table[table] = (plans, subject_cols)
+    for (table, _, subject_cols), plans in zip(jobs, planner.plan_tables(jobs), strict=True):
+        by_table[table] = (plans, subject_cols)
+    files: list[FilePlan] = []
+    present: list[np.ndarray] = []
+    for table in lake.tables():
+        plans, subject_cols = by_table[table]
         for fp in plans:
             if fp.matched_values is not None:
                 for c in subject_cols:
@@ -174,12 +181,13 @@ def _execute(lake: Lake, plan: ScrubPlan, strategy: strategies.Strategy, journal
         src = lake.root / fp.file.path
         schema = pq.read_schema(src)
         task = RewriteTask(src, journal.temp_path(src), fp.rules, plan.keys, fp.row_groups,
-                           lake.writer_settings(fp.file.table, src), schema)
+                           lake.writer_settings(fp.file.table, src), schema, fp.erase_rows)
         crashpoint("before_rewrite")
         result = strategy.rewrite(task)
         check_rewrite(fp, task, result, deep)
         crashpoint("before_rename")
         commit_rewrite(lake.root, fp, task, result, journal)
+        fp.erase_rows = None  # done with: free it
         return fp.file.path, result
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -224,11 +232,16 @@ def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]
         if s["rows_after"] != s["rows_before"] - s["rows_erased"]:
             failures.append(f"{table}/{region}: {s['rows_after']} rows after, expected "
                             f"{s['rows_before']} - {s['rows_erased']}")
+    def footer_rows(path: str) -> int:
+        return pq.ParquetFile(lake.root / path).metadata.num_rows
+
     footer_checked = 0
-    for path, (rows, _) in changed.items():
-        if pq.ParquetFile(lake.root / path).metadata.num_rows != rows:
-            failures.append(f"{path}: footer row count differs from the journal")
-        footer_checked += 1
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for (path, (rows, _)), found in zip(changed.items(), pool.map(footer_rows, changed),
+                                            strict=True):
+            if found != rows:
+                failures.append(f"{path}: footer row count differs from the journal")
+            footer_checked += 1
     keys_left_streamed = sum(r.keys_left for r in results.values())
     if keys_left_streamed:
         failures.append(f"{keys_left_streamed} written rows still hold a key")

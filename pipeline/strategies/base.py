@@ -16,12 +16,11 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from generators.writer import open_writer
 from pipeline.faults import crashpoint
 from pipeline.lake import fsync_path
-from pipeline.plan import Rule, match
+from pipeline.plan import Rule, match_np
 
 CHECKSUM_SEED = 0x5EED
 
@@ -35,6 +34,10 @@ class RewriteTask:
     row_groups: tuple[int, ...]  # row groups that hold keys (from the plan)
     settings: dict  # writer settings (manifest or source metadata)
     schema: pa.Schema  # the source's Arrow schema, kept as is
+    # Row group -> positions of the rows to erase, as the plan matched them (None: unknown,
+    # e.g. on resume; a strategy then matches the keys itself). Whatever a strategy drops,
+    # the Sink checks independently that no row it writes holds a key.
+    erase_rows: dict[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def key_filter_columns(self) -> list[str]:
         return [c for c, _ in self.rules]
@@ -79,7 +82,11 @@ class Sink:
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
 
-    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+    def write(self, data: pa.Table | pa.RecordBatch, row_group: bool = False) -> None:
+        """Hand kept rows to the writer. With `row_group`, `data` is what is left of one
+        source row group: it becomes a row group of its own (the source's row-group
+        boundaries are kept); otherwise batches are regrouped into row groups of the source's
+        row-group size, whatever batch size the engine streams."""
         if data.num_rows == 0:
             return
         if data.schema != self.task.schema:
@@ -88,7 +95,11 @@ class Sink:
         r.rows_kept += data.num_rows
         r.checksum_kept = add64(r.checksum_kept, row_checksum(data))
         for col, kind in self.task.rules:
-            r.keys_left += pc.sum(match(data[col], self.task.keys[kind])).as_py() or 0
+            r.keys_left += int(np.count_nonzero(match_np(data[col], self.task.keys[kind])))
+        if row_group and not self.pending and data.num_rows <= self.rg_rows:
+            table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+            self._write_group(table)
+            return
         batches = data.to_batches() if isinstance(data, pa.Table) else [data]
         for b in batches:
             self.pending.append(b)
@@ -97,12 +108,15 @@ class Sink:
         while self.pending_rows >= self.rg_rows:
             self._flush(self.rg_rows)
 
+    def _write_group(self, table: pa.Table) -> None:
+        self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        self.result.row_groups_written += 1
+        crashpoint("mid_write")  # a row group is on disk, the file is not finished
+
     def _flush(self, rows: int) -> None:
         table = pa.Table.from_batches(self.pending, schema=self.task.schema)
         head, tail = table.slice(0, rows), table.slice(rows)
-        self.writer.write_table(head, row_group_size=rows)
-        self.result.row_groups_written += 1
-        crashpoint("mid_write")  # a row group is on disk, the file is not finished
+        self._write_group(head)
         self.pending = tail.to_batches()
         self.pending_rows = tail.num_rows
 
@@ -120,13 +134,17 @@ class Sink:
             self.task.dst.unlink(missing_ok=True)
 
 
+def erase_mask_np(data: pa.Table | pa.RecordBatch, task: RewriteTask) -> np.ndarray:
+    """True for rows to erase (any rule's column holds one of its keys), as numpy."""
+    mask = np.zeros(data.num_rows, dtype=bool)
+    for col, kind in task.rules:
+        mask |= match_np(data[col], task.keys[kind])
+    return mask
+
+
 def erase_mask(data: pa.Table | pa.RecordBatch, task: RewriteTask) -> pa.Array:
     """True for rows to erase (any rule's column holds one of its keys)."""
-    mask = None
-    for col, kind in task.rules:
-        m = match(data[col], task.keys[kind])
-        mask = m if mask is None else pc.or_(mask, m)
-    return mask
+    return pa.array(erase_mask_np(data, task), pa.bool_())
 
 
 def account_input(result: RewriteResult, data: pa.Table | pa.RecordBatch,

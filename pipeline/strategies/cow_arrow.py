@@ -1,9 +1,16 @@
 """Copy-on-write with PyArrow, row-group aware: row groups the plan found free of keys are
-passed to the writer untouched by the filter."""
+passed to the writer untouched by the filter, and each source row group becomes one row group
+of the new file (minus its erased rows).
+
+The rows to erase are the positions the plan matched when it read the key columns (so the keys
+are not matched a second time); without them (a resumed job) the keys are matched here. Either
+way the shared Sink checks that no written row holds a key.
+"""
 
 from __future__ import annotations
 
-import pyarrow.compute as pc
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.strategies.base import (
@@ -12,7 +19,7 @@ from pipeline.strategies.base import (
     Sink,
     Strategy,
     account_input,
-    erase_mask,
+    erase_mask_np,
 )
 
 
@@ -28,20 +35,30 @@ class ArrowRewrite(Strategy):
         sink = Sink(task, result)
         try:
             for i in range(pf.metadata.num_row_groups):
-                rg = pf.read_row_group(i)
+                # One file per worker thread already keeps the cores busy.
+                rg = pf.read_row_group(i, use_threads=False)
+                erased, kept = 0, rg
                 if i in with_keys:
-                    mask = erase_mask(rg, task)
-                    erased = pc.sum(mask).as_py() or 0
-                    kept = rg.filter(pc.invert(mask)) if erased else rg
-                else:
-                    erased, kept = 0, rg
+                    keep = _keep_mask(rg, task, i)
+                    erased = rg.num_rows - int(np.count_nonzero(keep))
+                    if erased:
+                        kept = rg.filter(pa.array(keep, pa.bool_()))
                 account_input(result, rg, erased)
-                sink.write(kept)
+                sink.write(kept, row_group=True)
             sink.close()
         except BaseException:
             sink.abort()
             raise
         return result
+
+
+def _keep_mask(rg: pa.Table, task: RewriteTask, i: int) -> np.ndarray:
+    planned = task.erase_rows.get(i) if task.erase_rows is not None else None
+    if planned is None:
+        return ~erase_mask_np(rg, task)
+    keep = np.ones(rg.num_rows, dtype=bool)
+    keep[planned] = False
+    return keep
 
 
 STRATEGY = ArrowRewrite

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.floors import codec_floor, io_floor, scan_floor
+from bench.floors import codec_floor, io_floor, remove_outputs, scan_floor
 from bench.harness import Child, Settings, pick_ids, snapshot, source_state
 from bench.report import compare, load_rows, ratios, render, scenarios
 from pipeline.lake import Lake
@@ -49,8 +49,8 @@ def test_child_failure_is_an_error(date_src: Path, tmp_path: Path) -> None:
         child.go()
 
 
-def test_floors_measure_the_given_files_and_leave_nothing(date_src: Path,
-                                                          tmp_path: Path) -> None:
+def test_floors_measure_the_given_files_and_keep_them_until_removed(date_src: Path,
+                                                                   tmp_path: Path) -> None:
     snap = snapshot(date_src, tmp_path / "snap")
     lake = Lake.open(snap)
     files = lake.files("recordings")[:5]
@@ -61,7 +61,11 @@ def test_floors_measure_the_given_files_and_leave_nothing(date_src: Path,
     assert codec["files"] == 5 and codec["bytes_written"] > 0
     scan = scan_floor(lake, 2)
     assert scan["rows"] == sum(f.rows for t in lake.tables() for f in lake.files(t))
-    assert lake_digest(snap) == before  # floors write beside, then remove
+    # like a strategy's new files, the floors' outputs stay (beside the sources) for the round
+    assert len(list(snap.rglob("*.codec-floor.tmp"))) == 5
+    assert len(list(snap.rglob("*.io-floor.tmp"))) == 5
+    assert remove_outputs(lake, paths) == 10
+    assert lake_digest(snap) == before  # sources untouched, nothing left
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

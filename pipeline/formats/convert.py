@@ -60,6 +60,20 @@ def table_batches(lake: Lake, table: str, schema: pa.Schema) -> Iterator[pa.Reco
             yield pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
+def format_writer(lake: Lake, table: str) -> dict:
+    """The source's writer settings, with file-size targets that give files of about the
+    source's largest file."""
+    src = lake.manifest["tables"][table]
+    writer = dict(src["writer"])
+    largest = max(src["files"], key=lambda f: f["bytes"])
+    writer["target_file_bytes"] = largest["bytes"]
+    # writers that size files by their in-memory (uncompressed) bytes get the same files
+    md = pq.ParquetFile(lake.root / largest["path"]).metadata
+    writer["target_memory_bytes"] = sum(md.row_group(i).total_byte_size
+                                        for i in range(md.num_row_groups))
+    return writer
+
+
 def check_target(out: Path, force: bool) -> None:
     if out.exists() and any(out.iterdir()) and not force:
         raise ConvertError(f"{out} exists and is not empty (use --force to replace it)")
@@ -93,13 +107,7 @@ def convert(lake: Lake, fmt_name: str, out: Path, force: bool = False,
         t0 = time.perf_counter()
         schema, partition_by = table_schema(lake, table)
         src = lake.manifest["tables"][table]
-        writer = dict(src["writer"])
-        largest = max(src["files"], key=lambda f: f["bytes"])
-        writer["target_file_bytes"] = largest["bytes"]
-        # writers that size files by their in-memory (uncompressed) bytes get the same files
-        md = pq.ParquetFile(lake.root / largest["path"]).metadata
-        writer["target_memory_bytes"] = sum(md.row_group(i).total_byte_size
-                                            for i in range(md.num_row_groups))
+        writer = format_writer(lake, table)
         fmt.create_table(flake, table, schema, partition_by,
                          table_batches(lake, table, schema), writer)
         rows = fmt.row_count(flake, table)

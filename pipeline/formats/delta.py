@@ -4,9 +4,10 @@ Logical step: DELETE. delta-rs writes no deletion vectors: every data file holdi
 row is rewritten without it (copy-on-write) and the old file is only *removed from the log*;
 its bytes stay on disk. The predicate form matters: never an OR chain (it overflows delta-rs's
 planner, delta-rs #2798); up to `IN_LIST_MAX` keys `DELETE WHERE k IN (...)`; past it a MERGE
-of the key table `WHEN MATCHED DELETE` (a hash join). Measured on sf 0.1, 8,842 recording ids,
-actions table: IN list 12.2 s, MERGE 3.6 s, the same 18,424 rows deleted; and a MERGE's commit
-names no id, where an IN list's predicate stays in the log until the purge.
+of the key table `WHEN MATCHED DELETE` (a hash join). `python -m bench.format_probes` on the
+sf-0.1 actions table, 8,842 recording ids: IN list 5.4 s, MERGE 2.2 s, the same 18,424 rows
+deleted; and a MERGE's commit names no id, where an IN list's predicate stays in the log until
+the purge.
 
 Physical step: the old files go with `vacuum` at zero retention (which the table must allow:
 the retention properties are set to zero first, one commit). The log itself still holds the

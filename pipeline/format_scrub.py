@@ -58,9 +58,8 @@ def resolve_format_keys(flake: FormatLake, fmt: TableFormat,
             hit = match(b.column(d.via_column), keys[d.via])
             if pc.any(hit).as_py():
                 found.append(b.column(d.column).filter(hit))
-        typ = flake_type(flake, fmt, d.table, d.column)
-        keys[d.name] = key_array(pa.concat_arrays(found).cast(typ) if found
-                                 else pa.array([], typ))
+        keys[d.name] = key_array(pa.concat_arrays(found) if found else pa.array(
+            [], flake_type(flake, fmt, d.table, d.column)))
     return keys
 
 

@@ -8,6 +8,8 @@ paired replica region. Memory is bounded by `chunk_rows` rows in flight per work
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import multiprocessing as mp
 import os
@@ -52,6 +54,12 @@ class Unit:
     customers: np.ndarray | None = None  # bucket layout: the bucket's customers
 
 
+# Polars' jemalloc (configured through this variable, read when polars loads in a worker):
+# purge freed pages with MADV_DONTNEED rather than MADV_FREE, whose pages stay in the resident
+# set until the kernel is short of memory.
+_JEMALLOC_CONF = ",".join(filter(None, [os.environ.get("_RJEM_MALLOC_CONF"), "muzzy_decay_ms:0"]))
+
+
 # --- worker state: built once per process ----------------------------------------------------
 _STATE: dict = {}
 
@@ -69,8 +77,29 @@ def _run_unit(unit: Unit) -> list[dict]:
         records = _facts_unit(unit)
     else:
         records = _merge_unit(unit)
+    release_memory()
     # the worker's own high-water RSS so far, for the manifest (not a file record)
     return [*records, {"peak_rss_mb": peak_rss_mb()}]
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_memory() -> None:
+    """Give freed memory back to the OS after each chunk and unit: glibc keeps freed numpy
+    buffers in its heap (up to tens of MB once large buffers have raised its thresholds) and
+    Arrow's pool keeps its pages, so without this what a worker holds between chunks drifts
+    upward with the number of chunks a unit has, which grows with the scale factor."""
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def peak_rss_mb() -> float:
@@ -194,8 +223,10 @@ def _facts_file(unit: Unit, index: int, c: np.ndarray, d: np.ndarray,
     files = {t: _open(t, region, unit.part, index) for t in direct}
     spills: dict[str, list[pa.Table]] = {"actions": [], "skill_events": []}
     step = _chunk_rows(cfg)
-    usage = [_facts_chunk(key[lo:lo + step], unit.region, files, spills)
-             for lo in range(0, len(key), step)]
+    usage = []
+    for lo in range(0, len(key), step):
+        usage.append(_facts_chunk(key[lo:lo + step], unit.region, files, spills))
+        release_memory()
     if usage:
         files["usage_daily"].write(fg.usage_daily(usage, with_date=cfg.layout == "bucket"))
     del usage
@@ -214,7 +245,11 @@ def _facts_chunk(key: np.ndarray, region: int, files: dict[str, TableFile],
     x: Core = fg.core_of(key, region)
     usage = fg.usage_partial(x)
     files["recordings"].write(fg.recordings(x))
-    files["audio"].write(fg.audio_table(x))
+    # Audio payloads are the bulk of a chunk: build them one audio row group at a time (the
+    # same row groups as writing the chunk at once, a quarter of the transient memory).
+    step = files["audio"].row_group_rows
+    for lo in range(0, len(x), step):
+        files["audio"].write(fg.audio_table(x.take(slice(lo, lo + step))))
     transcripts, actions, events = fg.text_tables(x, region)
     files["transcripts"].write(transcripts)
     if cfg.layout == "date":
@@ -359,7 +394,8 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
             tick(_run_unit(unit))
     else:
         # Each worker is single-threaded: parallelism comes from the processes.
-        env = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        env = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "_RJEM_MALLOC_CONF": _JEMALLOC_CONF}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:

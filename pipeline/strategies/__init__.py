@@ -3,24 +3,15 @@ defines STRATEGY (a subclass of base.Strategy)."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
+from pipeline.registry import discover
 from pipeline.strategies.base import Strategy
 
 
 @cache
 def available() -> dict[str, type[Strategy]]:
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        cls = getattr(module, "STRATEGY", None)
-        if cls is not None:
-            found[cls.name] = cls
-    return dict(sorted(found.items()))
+    return discover(__name__, __path__, "STRATEGY", skip=("base",))
 
 
 def get(name: str) -> Strategy:

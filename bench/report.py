@@ -63,8 +63,9 @@ def _mb(n: float) -> str:
     return f"{n / 1e6:,.0f}"
 
 
-def _penalty(r: Row, q: str) -> float | None:
-    after = r.get("queries_after", {}).get(q, {}).get("seconds")
+def _penalty(r: Row, q: str, key: str = "queries_after") -> float | None:
+    """Query `q`'s time in `key` (after the scrub, or between two steps) ÷ before the job."""
+    after = r.get(key, {}).get(q, {}).get("seconds")
     before = r.get("baseline_queries", {}).get(q, {}).get("seconds")
     return after / before if after and before else None
 
@@ -128,12 +129,6 @@ def headline(rows: list[Row]) -> list[str]:
     return lines
 
 
-def _q(r: Row, key: str, q: str) -> float | None:
-    after = r.get(key, {}).get(q, {}).get("seconds")
-    before = r.get("baseline_queries", {}).get(q, {}).get("seconds")
-    return after / before if after and before else None
-
-
 def two_steps_table(rows: list[Row], key: tuple) -> list[str]:
     """Every strategy of one scenario, logical and physical step apart. Copy-on-write has one
     step: its rows are gone from disk when it ends."""
@@ -153,8 +148,8 @@ def two_steps_table(rows: list[Row], key: tuple) -> list[str]:
             f"| {r['name']} | copy-on-write | {_fmt(r['work_s'])} | 0 | {_fmt(r['work_s'])} | "
             f"{r['peak_rss_mb']:,.0f} | {disk} | {r['residue_logical_rows']} / "
             f"{r['residue_physical_rows']} | 0 / 0 | "
-            f"{_fmt(_q(r, 'queries_after', 'voice_history'))}, "
-            f"{_fmt(_q(r, 'queries_after', 'region_volume'))} | {_fmt(r['work_s'], 1)} |")
+            f"{_fmt(_penalty(r, 'voice_history'))}, "
+            f"{_fmt(_penalty(r, 'region_volume'))} | {_fmt(r['work_s'], 1)} |")
     for r in sorted(fmts, key=lambda r: r["total_s"]):
         a, b = r["residue_after_logical"], r["residue_after_physical"]
         lines.append(
@@ -163,8 +158,9 @@ def two_steps_table(rows: list[Row], key: tuple) -> list[str]:
             f"{_mb(r['bytes_after_logical'])} / {_mb(r['bytes_after_physical'])} | "
             f"{a['visible']:,} / {a['physical']:,} ({a['metadata']:,}) | "
             f"{b['visible']:,} / {b['physical']:,} | "
-            f"{_fmt(_q(r, 'queries_between', 'voice_history'))}, "
-            f"{_fmt(_q(r, 'queries_between', 'region_volume'))} | {_fmt(r['latency_s'], 1)} |")
+            f"{_fmt(_penalty(r, 'voice_history', 'queries_between'))}, "
+            f"{_fmt(_penalty(r, 'region_volume', 'queries_between'))} | "
+            f"{_fmt(r['latency_s'], 1)} |")
     return lines
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +39,19 @@ def _human(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1000
     return f"{n:.1f} PB"
+
+
+@contextmanager
+def phase_progress(first: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar on stderr for long work; yields progress(phase, done, total)."""
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(first, total=None)
+
+        def progress(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total)
+
+        yield progress
 
 
 def print_plan(plan, lake: Lake) -> None:  # noqa: ANN001 - ScrubPlan, imported lazily
@@ -120,13 +135,7 @@ def scrub(
         unknown = len(np.setdiff1d(request.ids, plan.present_ids))
         out.print(f"{len(request):,} customers requested, {unknown:,} not found in any table")
         return
-    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("plan", total=None)
-
-        def progress(phase: str, done: int, total: int) -> None:
-            bar.update(task, description=phase, completed=done, total=total)
-
+    with phase_progress("plan") as progress:
         try:
             outcome = run_scrub(the_lake, request, strategy, workers=workers, verify=verify,
                                 receipt_path=receipt, progress=progress)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.commands import _fail, _human, err, out
+from pipeline.commands import _fail, _human, err, out, phase_progress
 from pipeline.intake import ErasureRequest
 from pipeline.lake import Lake, LakeError
 
@@ -82,13 +80,7 @@ def convert(
             raise ConvertError("--out must differ from --lake")
     except (ConvertError, LakeError) as e:
         raise _fail(str(e)) from None
-    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("convert", total=None)
-
-        def progress(phase: str, done: int, total: int) -> None:
-            bar.update(task, description=phase, completed=done, total=total)
-
+    with phase_progress("convert") as progress:
         try:
             flake = run_convert(src, to, out_dir, force=force, progress=progress)
         except (ConvertError, LakeError) as e:

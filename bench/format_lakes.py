@@ -47,17 +47,21 @@ def ensure_format_lake(s: Settings, sf: float, layout: str, fmt: str, work: Path
 
     pristine = pristine_path(s, sf, layout, fmt)
     mark = pristine / PRISTINE_MARK
+    source = lake_path(s, sf, layout)
+    # the source lake's identity: a regenerated source must be converted again
+    made = json.loads((source / "_lake.json").read_text())
+    source_id = [made["generator_version"], made["generation_seconds"]]
     if mark.exists():
         rec = json.loads(mark.read_text())
-        if rec.get("work") == str(work):
+        if rec.get("work") == str(work) and rec.get("source") == source_id:
             return rec
     print(f"converting {lake_path(s, sf, layout)} to {fmt}…", file=sys.stderr, flush=True)
     if work.exists():
         shutil.rmtree(work)
     t0 = time.perf_counter()
-    flake = convert(Lake.open(lake_path(s, sf, layout)), fmt, work)
+    flake = convert(Lake.open(source), fmt, work)
     seconds = time.perf_counter() - t0
-    rec = {"work": str(work), "format": fmt, "convert_s": seconds,
+    rec = {"work": str(work), "source": source_id, "format": fmt, "convert_s": seconds,
            "bytes": sum(p.stat().st_size for p in work.rglob("*") if p.is_file()),
            "rows": sum(t["rows_stored"] for t in flake.manifest["tables"].values())}
     _copy(work, pristine)

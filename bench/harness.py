@@ -140,13 +140,19 @@ def lake_path(s: Settings, sf: float, layout: str) -> Path:
 
 
 def ensure_lake(s: Settings, sf: float, layout: str) -> Path:
-    """The generated lake of a scenario, made if missing (reused if present)."""
-    from generators.config import LakeConfig
+    """The generated lake of a scenario, made if missing or written by another generator
+    version (its files would differ), reused otherwise."""
+    from generators.config import GENERATOR_VERSION, LakeConfig
     from generators.lake import MANIFEST, generate
 
     path = lake_path(s, sf, layout)
-    if not (path / MANIFEST).exists():
-        print(f"generating {path} (sf {sf}, {layout} layout)…", file=sys.stderr, flush=True)
+    manifest = path / MANIFEST
+    version = json.loads(manifest.read_text()).get("generator_version") \
+        if manifest.exists() else None
+    if version != GENERATOR_VERSION:
+        why = "missing" if version is None else f"made by generator {version}"
+        print(f"generating {path} (sf {sf}, {layout} layout; {why})…", file=sys.stderr,
+              flush=True)
         generate(LakeConfig(sf=sf, layout=layout, seed=s.seed), path, force=True)
     return path
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from generators.schemas import DEFAULT_REGIONS
 from generators.vocab import REGION_LOCALES
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: a file holds at most one chunk (65,536 recordings)
 CUSTOMERS_PER_SF = 100_000
 RECORDINGS_PER_CUSTOMER = 100  # mean over the whole period: SF 1 = 10M recordings
 WAV_HEADER_BYTES = 44

@@ -55,6 +55,9 @@ def run_voicescrub(sf: float, layout: str, out: str) -> dict:
         "n_customers": cfg.n_customers,
         "n_buckets": cfg.n_buckets if layout == "bucket" else None,
         "manifest_generation_s": manifest["generation_seconds"],
+        # each process's own high-water RSS (VmHWM), as the generator recorded it
+        "worker_vmhwm_mb": manifest.get("generation_peak_rss_mb", {}).get("largest_worker"),
+        "parent_vmhwm_mb": manifest.get("generation_peak_rss_mb", {}).get("parent"),
     }
 
 

@@ -52,7 +52,7 @@ def render_generate_report(results: Sequence[Mapping], *, machine: Mapping | Non
         lines += [f"Measured {machine['created_utc']} in one run (same machine, same minute: "
                   "compare ratios, not absolute figures).", ""]
     header = ("| contender | sf | rows | replica rows | seconds | M rows/s | MB/s "
-              "| peak RSS MB | tree RSS MB | CPU s | process s |")
+              "| peak RSS MB | worker / parent VmHWM MB | tree RSS MB | CPU s | process s |")
     lines += [header, "|---|" + "---:|" * (header.count("|") - 2)]
     for r in results:
         rps = r.get("rows_per_s")
@@ -65,6 +65,8 @@ def render_generate_report(results: Sequence[Mapping], *, machine: Mapping | Non
             _num(rps / 1e6 if rps is not None else None, ".3f"),
             _num(r.get("mb_per_s"), ".1f"),
             _num(r.get("peak_rss_mb"), ",.0f"),
+            (f"{_num(r.get('worker_vmhwm_mb'), ',.1f')} / {_num(r.get('parent_vmhwm_mb'), ',.1f')}"
+             if r.get("worker_vmhwm_mb") is not None else DASH),
             _num(r.get("tree_rss_mb"), ",.0f"),
             _num(r.get("cpu_s"), ".1f"),
             _num(r.get("wall_s"), ".2f"),
@@ -79,7 +81,10 @@ def render_generate_report(results: Sequence[Mapping], *, machine: Mapping | Non
         "process, measured by the parent.",
         "- peak RSS MB: ru_maxrss of the child from os.wait4 (the largest single process among "
         "the child and the worker processes it reaped; an upper bound: ru_maxrss keeps a "
-        "parent's RSS at fork across exec). tree RSS MB: peak of the sum of RSS over "
+        "parent's RSS at fork across exec). worker / parent VmHWM MB: each process's own "
+        "high-water RSS as the generator recorded it in `_lake.json` (the largest worker's, "
+        "the parent's); this is what must not grow with sf. tree RSS MB: peak of the sum of "
+        "RSS over "
         "the child's process tree, sampled by the parent every 0.1 s (pages shared between "
         "processes count in each).",
         "- CPU s: user + system CPU of the child and its reaped descendants (os.wait4).",

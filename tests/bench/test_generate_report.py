@@ -9,7 +9,8 @@ from bench.generate_report import generate_ratios, render_generate_report
 RESULTS = [
     {"contender": "voicescrub date", "kind": "voicescrub", "sf": 1, "rows": 44_000_000,
      "replica_rows": 43_000_000, "seconds": 16.0, "rows_per_s": 2_750_000.0, "mb_per_s": 370.0,
-     "peak_rss_mb": 280.0, "cpu_s": 29.0, "wall_s": 16.3},
+     "peak_rss_mb": 280.0, "worker_vmhwm_mb": 201.4, "parent_vmhwm_mb": 145.6, "cpu_s": 29.0,
+     "wall_s": 16.3},
     {"contender": "DuckDB dbgen", "kind": "dbgen", "sf": 1, "rows": 8_661_245, "seconds": 7.7,
      "rows_per_s": 1_100_000.0, "dbgen_s": 4.9, "copy_s": 2.8, "threads": 2},
     {"contender": "Faker", "kind": "faker", "rows": 20_000, "seconds": 4.4, "rows_per_s": 4545.0,
@@ -27,6 +28,7 @@ def test_markdown() -> None:
     md = render_generate_report(RESULTS, machine={"cores": 2, "versions": {"duckdb": "1.5.5"}},
                                 command="make bench-generate")
     assert "| voicescrub date | 1 | 44,000,000 | 43,000,000 | 16.00 | 2.750 |" in md
+    assert "| 280 | 201.4 / 145.6 |" in md  # the per-process peaks, beside ru_maxrss
     assert "| voicescrub date | 1 | 1 | 2.50 |" in md
     assert "CALL dbgen 4.90 s + COPY to Parquet (zstd) 2.80 s, 2 threads." in md
     assert "- versions: duckdb 1.5.5" in md and "make bench-generate" in md

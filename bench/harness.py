@@ -128,6 +128,14 @@ class Settings:
                 if (top, layout, b) not in out]
         return out
 
+    def headline_scenarios(self) -> list[tuple[float, str, int]]:
+        """The scenarios of the README's headline table (the report's rule): the largest
+        scale factor, 1,000 customers if measured, else the largest of the profile's batches."""
+        top = max(self.sfs)
+        batches = {b for sf, _, b in self.scenarios() if sf == top}
+        batch = 1000 if 1000 in batches else max(batches & set(self.batches) or batches)
+        return [sc for sc in self.scenarios() if sc[0] == top and sc[2] == batch]
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["lakes_dir"], d["work_dir"] = str(self.lakes_dir), str(self.work_dir)

@@ -52,6 +52,9 @@ def ratios(group: dict[str, Row]) -> dict[str, dict[str, float | None]]:
         out[n] = {f: (t / group[f"floor:{f}"]["work_s"] if f"floor:{f}" in group else None)
                   for f in ("scan", "codec", "io")}
         out[n]["best"] = t / best if best else None
+        # against the codec floor run right before this strategy (headline scenarios)
+        paired = r.get("paired_codec_floor_s")
+        out[n]["paired"] = t / paired if paired else None
     return out
 
 
@@ -70,26 +73,35 @@ def _penalty(r: Row, q: str, key: str = "queries_after") -> float | None:
     return after / before if after and before else None
 
 
+def _paired(r: Row, q: dict) -> str:
+    """× the paired codec floor, with that floor's own time."""
+    if q.get("paired") is None:
+        return "–"
+    return f"{q['paired']:.2f} (floor {r['paired_codec_floor_s']:.1f} s)"
+
+
 def scenario_table(group: dict[str, Row]) -> list[str]:
     rat = ratios(group)
     lines = [
-        "| contender | time s | × codec floor | × scan floor | × I/O floor | × best | "
+        "| contender | time s | × codec floor | × paired codec floor | × scan floor | "
+        "× I/O floor | × best | "
         "peak RSS MB | CPU s | files rewritten | rows erased | MB written | write amp. | "
         "residue logical / physical | read penalty (history, volume) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     order = sorted(group, key=lambda n: (not n.startswith("floor:"), group[n]["work_s"]))
     for n in order:
         r = group[n]
         if n.startswith("floor:"):
             files = "all (key columns)" if n == "floor:scan" else f"{r['touched_files']:,}"
-            lines.append(f"| *{n.removeprefix('floor:')} floor* | {_fmt(r['work_s'])} | | | | | "
+            lines.append(f"| *{n.removeprefix('floor:')} floor* | {_fmt(r['work_s'])} | | | | | | "
                          f"{r['peak_rss_mb']:,.0f} | {_fmt(r['cpu_s'], 1)} | {files} | | "
                          f"{_mb(r['write_bytes'])} | | | |")
             continue
         q = rat[n]
         lines.append(
-            f"| **{n}** | {_fmt(r['work_s'])} | {_fmt(q['codec'])} | {_fmt(q['scan'])} | "
+            f"| **{n}** | {_fmt(r['work_s'])} | {_fmt(q['codec'])} | {_paired(r, q)} | "
+            f"{_fmt(q['scan'])} | "
             f"{_fmt(q['io'])} | {_fmt(q['best'])} | {r['peak_rss_mb']:,.0f} | "
             f"{_fmt(r['cpu_s'], 1)} | {r['files_rewritten']:,} / {r['files_total']:,} | "
             f"{r['rows_erased']:,} | {_mb(r['bytes_written'])} | "
@@ -111,7 +123,8 @@ def headline(rows: list[Row]) -> list[str]:
     batch = 1000 if 1000 in measured else max((b for b in measured if b in main),
                                               default=max(measured))
     lines = [f"Scale factor {sf:g}, {batch:,} customers per job; time in seconds (× the codec "
-             "floor: re-encoding the same files with no filter).", "",
+             "floor: re-encoding the same files with no filter; *paired*: × the codec floor "
+             "run right before that strategy's round, back to back).", "",
              "| strategy | " + " | ".join(f"{lay} layout" for lay in ("date", "bucket")) + " |",
              "|---|---:|---:|"]
     names = sorted({n for k, g in groups.items() if k[0] == sf and k[2] == batch for n in g})
@@ -124,7 +137,9 @@ def headline(rows: list[Row]) -> list[str]:
             elif n.startswith("floor:"):
                 cells.append(f"{g[n]['work_s']:.1f}")
             else:
-                cells.append(f"{g[n]['work_s']:.1f} (×{ratios(g)[n]['codec'] or 0:.2f})")
+                q = ratios(g)[n]
+                paired = f"; ×{q['paired']:.2f} paired" if q["paired"] is not None else ""
+                cells.append(f"{g[n]['work_s']:.1f} (×{q['codec'] or 0:.2f}{paired})")
         lines.append(f"| {n.replace('floor:', 'floor: ')} | " + " | ".join(cells) + " |")
     return lines
 
@@ -210,7 +225,9 @@ def render_markdown(rows: list[Row], title: str = "voicescrub benchmark") -> str
            "ran on a fresh hard-linked snapshot. Ratios divide by floors measured in this run "
            "on the same files: **scan** reads the key columns of every file, **codec** "
            "re-encodes the touched files with their writer settings and no filter (fsynced), "
-           "**I/O** copies them (fsynced). Every strategy round was verified: its receipt's "
+           "**I/O** copies them (fsynced); **paired codec** (headline scenarios) is a codec "
+           "floor run right before each strategy round, on its own snapshot, so both meet the "
+           "same state of a shared machine. Every strategy round was verified: its receipt's "
            "checks passed and an audit of every file of the scrubbed snapshot found no "
            "residue. Write amplification = bytes written ÷ bytes the erased rows took on disk. "
            "Read penalty = query time after the scrub ÷ before.", "",
@@ -366,7 +383,9 @@ def compare(a: Path, b: Path, threshold: float = 0.15) -> tuple[str, bool]:
     for key in sorted(set(ra) & set(rb)):
         qa, qb = ratios(ra[key]), ratios(rb[key])
         for name in sorted(set(qa) & set(qb)):
-            ca, cb = qa[name]["codec"], qb[name]["codec"]
+            # the paired floor when both runs have it: less exposed to the machine's drifts
+            pick = "paired" if qa[name]["paired"] and qb[name]["paired"] else "codec"
+            ca, cb = qa[name][pick], qb[name][pick]
             change = (cb / ca - 1) if ca and cb else None
             flag = change is not None and change > threshold
             regressed |= flag

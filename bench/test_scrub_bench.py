@@ -33,6 +33,7 @@ from bench.harness import (
 SETTINGS = Settings.from_env()
 STRATEGIES = SETTINGS.strategy_names()
 SCENARIOS = SETTINGS.scenarios()
+PAIRED = set(SETTINGS.headline_scenarios())  # their strategy rounds get a paired codec floor
 
 
 def _sid(sc: tuple[float, str, int]) -> str:
@@ -76,21 +77,35 @@ def _probe(src: Path, ids: list[int]) -> int:
 
 
 class Rounds:
-    """Setup of each pedantic round: a fresh snapshot and a child ready to go."""
+    """Setup of each pedantic round: a fresh snapshot and a child ready to go. With
+    `paired_floor`, that floor first runs to completion on a snapshot of its own, untimed by
+    pytest-benchmark: the strategy's time is then also compared with a floor measured back to
+    back with it, which a shared machine's slow drifts hit alike."""
 
-    def __init__(self, inputs: dict, spec: dict, tag: str) -> None:
+    def __init__(self, inputs: dict, spec: dict, tag: str, paired_floor: str | None = None
+                 ) -> None:
         self.inputs, self.spec, self.tag = inputs, spec, tag
+        self.paired_floor = paired_floor
         self.runs: list[tuple[Path, Child]] = []
+        self.paired: list[dict] = []
+
+    def _child(self, spec: dict, tag: str) -> tuple[Path, Child]:
+        snap = snapshot(self.inputs["src"], self.inputs["work"] / tag)
+        spec = {**spec, "lake": str(snap), "workers": SETTINGS.n_workers,
+                "ids_file": str(self.inputs["work"] / "ids.json"),
+                "paths_file": str(self.inputs["work"] / "paths.json")}
+        return snap, Child(spec, self.inputs["work"] / f"{tag}.json").start()
 
     def setup(self) -> tuple[tuple, dict]:
         i = len(self.runs)
-        snap = snapshot(self.inputs["src"], self.inputs["work"] / f"{self.tag}-r{i}")
-        spec = {**self.spec, "lake": str(snap), "workers": SETTINGS.n_workers,
-                "ids_file": str(self.inputs["work"] / "ids.json"),
-                "paths_file": str(self.inputs["work"] / "paths.json")}
-        child = Child(spec, self.inputs["work"] / f"{self.tag}-r{i}.json").start()
-        self.runs.append((snap, child))
-        return (child,), {}
+        if self.paired_floor:
+            snap, floor = self._child({"kind": "floor", "name": self.paired_floor},
+                                      f"{self.tag}-paired-{self.paired_floor}-r{i}")
+            floor.go()
+            self.paired.append(_figures(floor))
+            shutil.rmtree(snap)
+        self.runs.append(self._child(self.spec, f"{self.tag}-r{i}"))
+        return (self.runs[-1][1],), {}
 
 
 def _figures(child: Child) -> dict:
@@ -132,11 +147,12 @@ def test_strategy(benchmark, scenario: tuple[float, str, int], strategy: str) ->
 
     inputs = scenario_inputs(*scenario)
     before = source_state(inputs["src"])
-    rounds = Rounds(inputs, {"kind": "strategy", "name": strategy}, strategy)
+    rounds = Rounds(inputs, {"kind": "strategy", "name": strategy}, strategy,
+                    paired_floor="codec" if scenario in PAIRED else None)
     benchmark.group = _sid(scenario)
     benchmark.pedantic(Child.go, setup=rounds.setup, rounds=SETTINGS.rounds, iterations=1)
     figures = []
-    for snap, child in rounds.runs:
+    for i, (snap, child) in enumerate(rounds.runs):
         receipt = child.result()["receipt"]
         assert receipt["verification"]["passed"], receipt["verification"]["failures"][:3]
         report = run_audit(Lake.open(snap), np.array(inputs["ids"]), SETTINGS.n_workers,
@@ -160,6 +176,9 @@ def test_strategy(benchmark, scenario: tuple[float, str, int], strategy: str) ->
             "queries_after": q.result()["queries"],
             "bytes_on_disk_after": sum(p.stat().st_size for p in snap.rglob("*")
                                        if p.is_file()),
+            **({"paired_codec_floor_s": rounds.paired[i]["work_s"],
+                "paired_codec_floor_cpu_s": rounds.paired[i]["cpu_s"]}
+               if rounds.paired else {}),
         })
         shutil.rmtree(snap)
     assert source_state(inputs["src"]) == before, "a strategy wrote into the source lake"

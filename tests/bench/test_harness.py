@@ -151,3 +151,41 @@ def test_report_shows_both_steps_of_a_table_format(tmp_path: Path) -> None:
     # the format row stays out of the copy-on-write scenario tables and their ratios
     assert "delta" not in ratios(scenarios(load_rows(run / "benchmark.json"))[(1.0, "date",
                                                                               1000)])
+
+
+def test_headline_scenarios_follow_the_reports_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROFILE", "default")
+    monkeypatch.setenv("SF", "0.1,1")
+    monkeypatch.setenv("BATCHES", "10,1000")
+    monkeypatch.setenv("LAYOUTS", "date,bucket")
+    s = Settings.from_env()
+    assert s.headline_scenarios() == [(1.0, "date", 1000), (1.0, "bucket", 1000)]
+    monkeypatch.setenv("BATCHES", "10,100")
+    assert Settings.from_env().headline_scenarios() == [(1.0, "date", 100),
+                                                        (1.0, "bucket", 100)]
+
+
+def test_report_uses_the_paired_codec_floor(tmp_path: Path) -> None:
+    data = json.loads(FIXED.read_text())
+    for bench in data["benchmarks"]:
+        if bench["extra_info"]["name"] == "arrow":
+            bench["extra_info"]["paired_codec_floor_s"] = 24.0
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "benchmark.json").write_text(json.dumps(data))
+    report = render(run).read_text()
+    r = ratios(scenarios(load_rows(run / "benchmark.json"))[(1.0, "date", 1000)])
+    assert r["arrow"]["paired"] == pytest.approx(30.0 / 24.0)
+    assert r["duckdb"]["paired"] is None  # no paired floor: no paired ratio
+    assert "| arrow | 30.0 (×2.00; ×1.25 paired) |" in report
+    assert "| 1.25 (floor 24.0 s) |" in report
+    # a comparison of two runs with paired floors compares those
+    slower = json.loads(json.dumps(data))
+    for bench in slower["benchmarks"]:
+        if bench["extra_info"]["name"] == "arrow":
+            bench["extra_info"]["paired_codec_floor_s"] = 12.0  # × 2.50 paired, +100 %
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "benchmark.json").write_text(json.dumps(slower))
+    text, regressed = compare(run, other)
+    assert regressed and "| 1.25 | 2.50 | +100% |" in text

@@ -194,7 +194,8 @@ def formats_section(rows: list[Row]) -> list[str]:
            "current snapshot still returns, *physical* = traces in any file (old data files, "
            "delete files, logs, manifests, catalogs), of which *metadata* = traces outside "
            "Parquet data files. Read penalty = query time between the two steps ÷ before the "
-           "job, on the same format lake. Request → gone = logical + physical, run back to "
+           "job, on the same format lake (each query run once to warm up, then the best of "
+           "two). Request → gone = logical + physical, run back to "
            "back.", ""]
     for key in sorted({_key(r) for r in fmts}):
         sf, layout, batch = key
@@ -230,7 +231,8 @@ def render_markdown(rows: list[Row], title: str = "voicescrub benchmark") -> str
            "same state of a shared machine. Every strategy round was verified: its receipt's "
            "checks passed and an audit of every file of the scrubbed snapshot found no "
            "residue. Write amplification = bytes written ÷ bytes the erased rows took on disk. "
-           "Read penalty = query time after the scrub ÷ before.", "",
+           "Read penalty = query time after the scrub ÷ before (each query run once to warm "
+           "up, then the best of two).", "",
            "## Headline", "", *headline(rows), "", *formats_section(rows)]
     for (sf, layout, batch), group in scenarios(rows).items():
         any_r = next(iter(group.values()))

@@ -129,11 +129,12 @@ class Settings:
         return out
 
     def headline_scenarios(self) -> list[tuple[float, str, int]]:
-        """The scenarios of the README's headline table (the report's rule): the largest
-        scale factor, 1,000 customers if measured, else the largest of the profile's batches."""
+        """The scenarios of the README's headline table, by the report's own rule: the
+        largest scale factor, at the job size `headline_batch` picks."""
+        from bench.report import headline_batch
+
         top = max(self.sfs)
-        batches = {b for sf, _, b in self.scenarios() if sf == top}
-        batch = 1000 if 1000 in batches else max(batches & set(self.batches) or batches)
+        batch = headline_batch({b for sf, _, b in self.scenarios() if sf == top}, self.batches)
         return [sc for sc in self.scenarios() if sc[0] == top and sc[2] == batch]
 
     def to_json(self) -> dict:

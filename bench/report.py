@@ -111,17 +111,22 @@ def scenario_table(group: dict[str, Row]) -> list[str]:
     return lines
 
 
+def headline_batch(measured: set[int], main: list[int] | tuple[int, ...]) -> int:
+    """The headline's job size: 1,000 customers (the reference job) if measured, else the
+    largest of the profile's own batches (`main`), else the largest measured."""
+    if 1000 in measured:
+        return 1000
+    return max(measured & set(main) or measured)
+
+
 def headline(rows: list[Row]) -> list[str]:
     """The largest scale factor's largest-batch scenarios: the table the README shows."""
     groups = scenarios(rows)
     if not groups:
         return ["(no scenario measured)"]
     sf = max(k[0] for k in groups)
-    main = rows[0]["settings"]["batches"]  # the profile's own batches, not the sweep
-    measured = {k[2] for k in groups if k[0] == sf}
-    # 1,000 customers is the reference job; else the largest of the profile's own batches
-    batch = 1000 if 1000 in measured else max((b for b in measured if b in main),
-                                              default=max(measured))
+    # the profile's own batches, not the sweep
+    batch = headline_batch({k[2] for k in groups if k[0] == sf}, rows[0]["settings"]["batches"])
     lines = [f"Scale factor {sf:g}, {batch:,} customers per job; time in seconds (× the codec "
              "floor: re-encoding the same files with no filter; *paired*: × the codec floor "
              "run right before that strategy's round, back to back).", "",

@@ -55,7 +55,7 @@ def ensure_format_lake(s: Settings, sf: float, layout: str, fmt: str, work: Path
         rec = json.loads(mark.read_text())
         if rec.get("work") == str(work) and rec.get("source") == source_id:
             return rec
-    print(f"converting {lake_path(s, sf, layout)} to {fmt}…", file=sys.stderr, flush=True)
+    print(f"converting {source} to {fmt}…", file=sys.stderr, flush=True)
     if work.exists():
         shutil.rmtree(work)
     t0 = time.perf_counter()

@@ -135,7 +135,7 @@ def scrub(
         unknown = len(np.setdiff1d(request.ids, plan.present_ids))
         out.print(f"{len(request):,} customers requested, {unknown:,} not found in any table")
         return
-    with phase_progress("plan") as progress:
+    with phase_progress("resolve") as progress:
         try:
             outcome = run_scrub(the_lake, request, strategy, workers=workers, verify=verify,
                                 receipt_path=receipt, progress=progress)

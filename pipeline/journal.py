@@ -90,13 +90,18 @@ class Journal:
             pq.write_table(pa.table({"k": values}), self.dir / f"keys-{kind}.parquet")
         _write_durably(self.dir / "plan.json", json.dumps(plan).encode())
 
+    def complete(self, plan: dict) -> None:
+        """Replace the started job's plan by the complete one (every file planned and done)."""
+        _write_durably(self.dir / "plan.json", json.dumps(plan).encode())
+
     def load(self) -> tuple[dict[str, pa.Array], dict]:
         keys = {p.stem.removeprefix("keys-"): pq.read_table(p)["k"].combine_chunks()
                 for p in sorted(self.dir.glob("keys-*.parquet"))}
         return keys, json.loads((self.dir / "plan.json").read_text())
 
     def entries(self) -> dict[str, dict]:
-        """Last state of each file: path -> {"state": "written"|"committed", ...}."""
+        """Each file's entries merged, the last one winning: path -> {"state": "planned" |
+        "committed", "plan": ..., ...}."""
         out: dict[str, dict] = {}
         path = self.dir / "journal.jsonl"
         if path.exists():
@@ -105,7 +110,7 @@ class Journal:
                     e = json.loads(line)
                 except json.JSONDecodeError:
                     break  # a torn last line from a crash: ignore it
-                out[e["path"]] = e
+                out[e["path"]] = {**out.get(e["path"], {}), **e}
         return out
 
     def log(self, entry: dict) -> None:

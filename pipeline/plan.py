@@ -38,6 +38,9 @@ class FilePlan:
     # job re-plans nothing and lets the strategy match); never written to the journal.
     erase_rows: dict[int, np.ndarray] | None = field(default=None, repr=False)
     matched_values: pa.Table | None = field(default=None, repr=False)  # for key resolution
+    # Row group -> the columns the plan read from it (with keep_columns): a strategy that
+    # reads the rest only does not decode them twice. Memory only, freed by the rewrite.
+    key_tables: dict[int, pa.Table] | None = field(default=None, repr=False)
 
     @property
     def touched(self) -> bool:
@@ -51,7 +54,8 @@ class FilePlan:
         return {"path": self.file.path, "table": self.file.table, "rows": self.file.rows,
                 "bytes": self.file.bytes, "rows_matched": self.rows_matched,
                 "row_groups": list(self.row_groups), "row_groups_total": self.row_groups_total,
-                "pruned_by": self.pruned_by, "rules": [list(r) for r in self.rules]}
+                "pruned_by": self.pruned_by, "rules": [list(r) for r in self.rules],
+                "bytes_scanned": self.bytes_scanned}
 
 
 def key_array(values: Iterable | np.ndarray | pa.Array) -> pa.Array:
@@ -209,8 +213,10 @@ class Planner:
                 return False
         return True
 
-    def plan_file(self, f: DataFile, rules: tuple[Rule, ...],
-                  values: tuple[str, ...] = ()) -> FilePlan:
+    def plan_file(self, f: DataFile, rules: tuple[Rule, ...], values: tuple[str, ...] = (),
+                  keep_columns: bool = False) -> FilePlan:
+        """Which row groups and rows of a file hold a key. With `keep_columns`, the columns
+        read from row groups that hold one stay on the plan (`key_tables`)."""
         plan = FilePlan(f, rules)
         if all(len(self.keys[k]) == 0 for _, k in rules):
             plan.pruned_by = "no keys"
@@ -233,7 +239,7 @@ class Planner:
             plan.pruned_by = "stats"
             return plan
         cols = list(dict.fromkeys([c for c, _ in rules if c in idx] + list(values)))
-        matched_rgs, total, parts, erase_rows = [], 0, [], {}
+        matched_rgs, total, parts, erase_rows, kept = [], 0, [], {}, {}
         for i in candidates:
             t = pf.read_row_group(i, columns=cols, use_threads=False)
             plan.bytes_scanned += sum(md.row_group(i).column(names.index(c)).total_compressed_size
@@ -251,7 +257,10 @@ class Planner:
                 erase_rows[i] = rows.astype(np.int32 if len(mask) < 2**31 else np.int64)
                 if values:
                     parts.append(t.select(list(values)).take(rows))
+                if keep_columns:
+                    kept[i] = t
         plan.row_groups = tuple(matched_rgs)
+        plan.key_tables = kept if keep_columns and kept else None
         plan.rows_matched = total
         plan.erase_rows = erase_rows
         if values and parts:

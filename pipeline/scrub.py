@@ -1,11 +1,25 @@
 """The scrub job: intake → resolve → plan → execute → commit → verify → receipt.
 
 The driver is shared by every strategy: a strategy only rewrites one file.
+
+Plan and rewrite are pipelined: each file is rewritten as soon as its own plan is known, by the
+worker that planned it (so the key columns it read are not read twice, and the plan's work
+fills the cores that the rewrites' fsync waits leave idle). What makes this safe to kill:
+
+- the resolved keys are journaled before any file is planned;
+- a touched file's plan is journaled before its rewrite starts, and the rewrite is committed by
+  an atomic rename; mapping tables (the lineage's own links) are rewritten last;
+- `_lake.json` is the "before" record until every rewrite is done: a resumed job tells a file
+  already rewritten from one still to do by its plan entry, else by its footer's row count
+  against the manifest's (a rewrite always drops a row);
+- when every file is done, the complete plan is written durably, and only then is the manifest
+  updated.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -22,12 +36,13 @@ from pipeline.faults import crashpoint
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal
 from pipeline.lake import Lake
-from pipeline.plan import FilePlan, Planner
+from pipeline.plan import FilePlan, Planner, Rule
 from pipeline.receipt import build_receipt, write_receipt
 from pipeline.resolve import resolve_keys
 from pipeline.strategies.base import RewriteResult, RewriteTask
 
 Progress = Callable[[str, int, int], None]
+PHASE = "plan + rewrite"  # the progress phase of the execution (counts files)
 
 
 @dataclass
@@ -55,54 +70,76 @@ class ScrubOutcome:
     already_done: bool = False
 
 
+def table_jobs(lake: Lake) -> list[tuple[str, tuple[Rule, ...], tuple[str, ...]]]:
+    """(table, rules, subject columns) of every table the lineage names, in order."""
+    subject = lake.lineage.subject
+    jobs = []
+    for table in lake.tables():
+        rules = tuple((r.column, r.key) for r in lake.lineage.rules_for(table))
+        jobs.append((table, rules, tuple(c for c, k in rules if k == subject)))
+    return jobs
+
+
+def _cached_plans(cache: dict, table: str, rules: tuple[Rule, ...],
+                  subject_cols: tuple[str, ...]) -> list[FilePlan] | None:
+    """The plans key resolution already made of a table, if they serve the scrub as well."""
+    plans = cache.get((table, rules))
+    if plans is None or any(c not in (p.matched_values.column_names
+                                      if p.matched_values is not None else [c])
+                            for p in plans for c in subject_cols):
+        return None
+    return plans
+
+
+def _take_present(fp: FilePlan, subject_cols: tuple[str, ...]) -> np.ndarray:
+    """The subject ids a file's matched rows hold; the plan forgets them (not kept past it)."""
+    found = [fp.matched_values[c].to_numpy() for c in subject_cols
+             if fp.matched_values is not None]
+    fp.matched_values = None
+    return np.unique(np.concatenate(found)) if found else np.array([], np.int64)
+
+
 def plan_scrub(lake: Lake, request: ErasureRequest, workers: int) -> ScrubPlan:
+    """The whole plan, made before anything is written (`--dry-run`)."""
     t0 = time.perf_counter()
     cache: dict = {}
     keys = resolve_keys(lake, request.ids, workers, cache)
     t1 = time.perf_counter()
     planner = Planner(lake, keys, workers)
-    subject = lake.lineage.subject
     jobs, by_table = [], {}
-    for table in lake.tables():
-        rules = [(r.column, r.key) for r in lake.lineage.rules_for(table)]
-        subject_cols = tuple(c for c, k in rules if k == subject)
-        plans = cache.get((table, tuple(rules)))
-        if plans is None or any(c not in (p.matched_values.column_names
-                                          if p.matched_values is not None else [c])
-                                for p in plans for c in subject_cols):
-            jobs.append((table, rules, subject_cols))
+    for table, rules, subject_cols in table_jobs(lake):
+        plans = _cached_plans(cache, table, rules, subject_cols)
+        if plans is None:
+            jobs.append((table, list(rules), subject_cols))
         else:
-            by_table[table] = (plans, subject_cols)
-    for (table, _, subject_cols), plans in zip(jobs, planner.plan_tables(jobs), strict=True):
-        by_table[table] = (plans, subject_cols)
+            by_table[table] = plans
+    for (table, _, _), plans in zip(jobs, planner.plan_tables(jobs), strict=True):
+        by_table[table] = plans
     files: list[FilePlan] = []
     present: list[np.ndarray] = []
-    for table in lake.tables():
-        plans, subject_cols = by_table[table]
-        for fp in plans:
-            if fp.matched_values is not None:
-                for c in subject_cols:
-                    present.append(fp.matched_values[c].to_numpy())
-                fp.matched_values = None  # ids are not kept past the plan
+    for table, _, subject_cols in table_jobs(lake):
+        for fp in by_table[table]:
+            present.append(_take_present(fp, subject_cols))
             files.append(fp)
     present_ids = np.unique(np.concatenate(present)) if present else np.array([], np.int64)
     return ScrubPlan(keys, files, present_ids,
                      {"resolve": t1 - t0, "plan": time.perf_counter() - t1})
 
 
-def _plan_from_json(lake: Lake, keys: dict[str, pa.Array], saved: dict) -> ScrubPlan:
+def _plan_from_json(lake: Lake, entries: list[dict]) -> dict[str, FilePlan]:
+    """File plans as the journal holds them (path -> plan), for the files still in the lake."""
     by_path = {f.path: f for t in lake.tables() for f in lake.files(t)}
-    files = []
-    for j in saved["files"]:
+    out = {}
+    for j in entries:
         f = by_path.get(j["path"])
         if f is None:
             continue
         # the manifest may already hold the new size; the plan holds the original file
         f = type(f)(f.table, f.path, j["rows"], j["bytes"], f.partition)
-        fp = FilePlan(f, tuple(tuple(r) for r in j["rules"]), tuple(j["row_groups"]),
-                      j["rows_matched"], j["pruned_by"], j["row_groups_total"])
-        files.append(fp)
-    return ScrubPlan(keys, files, np.array([], np.int64), {})
+        out[f.path] = FilePlan(f, tuple(tuple(r) for r in j["rules"]), tuple(j["row_groups"]),
+                               j["rows_matched"], j["pruned_by"], j["row_groups_total"],
+                               j["bytes_scanned"])
+    return out
 
 
 def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, workers: int = 2,
@@ -115,23 +152,32 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
     journal = Journal.for_request(lake.root, request.ids, create=False)
     if journal is not None and journal.finished:
         return ScrubOutcome(journal.receipt(), None, None, already_done=True)
+    seconds: dict[str, float] = {}
+    cache: dict = {}  # key resolution's plans of the mapping tables, reused by the scrub
     if journal is not None and journal.started:
         keys, saved = journal.load()
-        plan = _plan_from_json(lake, keys, saved)
-        present = np.asarray(saved.get("present_id_values", []), np.int64)
-        plan.present_ids = present
         resumed = True
     else:
         lake.validate()  # before anything is written, the receipt key included
         journal = Journal.for_request(lake.root, request.ids)
-        plan = plan_scrub(lake, request, workers)
-        saved = plan.to_json()
-        saved["present_id_values"] = plan.present_ids.tolist()
-        journal.start(plan.keys, saved)
+        keys = resolve_keys(lake, request.ids, workers, cache)
+        saved = {"complete": False}
+        journal.start(keys, saved)
         resumed = False
-        crashpoint("planned")
+        seconds["resolve"] = time.perf_counter() - t_start
+        crashpoint("resolved")
     t_exec = time.perf_counter()
-    results = _execute(lake, plan, strategy, journal, workers, verify == "deep", progress)
+    run = _Execution(lake, keys, strategy, journal, workers, verify == "deep", progress,
+                     resumed, cache)
+    plan, results = run.execute(saved)
+    if not saved.get("complete"):
+        # every file is done: the complete plan, durably, before the manifest changes
+        full = plan.to_json()
+        full["complete"] = True
+        full["present_id_values"] = plan.present_ids.tolist()
+        journal.complete(full)
+    crashpoint("planned")
+    make_durable(lake.root, [fp.file.path for fp in plan.touched])
     t_verify = time.perf_counter()
     changed = {p: (e["rows"], e["bytes"]) for p, e in journal.entries().items()
                if e["state"] == "committed"}
@@ -140,7 +186,7 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
     crashpoint("after_manifest")
     checks = verify_scrub(lake, plan, changed, results, deep=verify == "deep", workers=workers)
     t_end = time.perf_counter()
-    timings = {**plan.seconds, "execute": t_verify - t_exec, "verify": t_end - t_verify,
+    timings = {**seconds, "execute": t_verify - t_exec, "verify": t_end - t_verify,
                "total": t_end - t_start}
     receipt = build_receipt(lake, request, plan, strategy, results, changed, checks, timings,
                             started_at=started_at, resumed=resumed, verify=verify)
@@ -157,57 +203,126 @@ class VerificationError(RuntimeError):
     pass
 
 
-def _execute(lake: Lake, plan: ScrubPlan, strategy: strategies.Strategy, journal: Journal,
-             workers: int, deep: bool, progress: Progress | None) -> dict[str, RewriteResult]:
-    """Rewrite every touched file, non-mapping tables first and mapping tables last."""
-    entries = journal.entries()
-    results: dict[str, RewriteResult] = {}
-    mapping = {d.table for d in lake.lineage.derived}
-    todo = []
-    for fp in plan.touched:
-        e = entries.get(fp.file.path)
-        if e and e["state"] == "committed":
-            continue
-        if settle(lake.root, fp.file.path, fp.rows_kept, journal):
-            continue
-        todo.append(fp)
-    waves = [[f for f in todo if f.file.table not in mapping],
-             [f for f in todo if f.file.table in mapping]]
-    total, done = len(todo), 0
-    if progress:
-        progress("rewrite", 0, total)
+class _Execution:
+    """Plan and rewrite every file of the lake, one file per task: non-mapping tables first,
+    mapping tables (the lineage's links) last, so that the links that let an audit follow
+    the lineage are the last thing a killed job leaves half done."""
 
-    def one(fp: FilePlan) -> tuple[str, RewriteResult]:
-        src = lake.root / fp.file.path
+    def __init__(self, lake: Lake, keys: dict[str, pa.Array], strategy: strategies.Strategy,
+                 journal: Journal, workers: int, deep: bool, progress: Progress | None,
+                 resumed: bool, cache: dict) -> None:
+        self.lake, self.keys, self.strategy, self.journal = lake, keys, strategy, journal
+        self.workers, self.deep, self.progress = max(1, workers), deep, progress
+        self.resumed, self.cache = resumed, cache
+        self.planner = Planner(lake, keys, self.workers)
+        self.present: set[int] = set()
+        self._lock = threading.Lock()
+
+    def execute(self, saved: dict) -> tuple[ScrubPlan, dict[str, RewriteResult]]:
+        entries = self.journal.entries()
+        if saved.get("complete"):
+            known = _plan_from_json(self.lake, saved["files"])
+        else:
+            known = _plan_from_json(self.lake, [e["plan"] for e in entries.values()
+                                                if "plan" in e])
+        self.present.update(int(i) for i in saved.get("present_id_values", []))
+        for e in entries.values():
+            self.present.update(e.get("present", []))
+        mapping = {d.table for d in self.lake.lineage.derived}
+        tasks, waves = [], [[], []]
+        for table, rules, subject_cols in table_jobs(self.lake):
+            cached = _cached_plans(self.cache, table, rules, subject_cols)
+            for i, f in enumerate(self.lake.files(table)):
+                if saved.get("complete") and f.path not in known:
+                    continue  # a file the job did not plan (the lake changed): not its business
+                plan = known.get(f.path) or (cached[i] if cached is not None else None)
+                waves[table in mapping].append(len(tasks))
+                tasks.append((f, rules, subject_cols, plan, entries.get(f.path)))
+        plans: list[FilePlan | None] = [None] * len(tasks)
+        results: dict[str, RewriteResult] = {}
+        done = 0
+        if self.progress:
+            self.progress(PHASE, 0, len(tasks))
+        with ThreadPoolExecutor(self.workers) as pool:
+            for wave in waves:
+                futures = {pool.submit(self.one, *tasks[k]): k for k in wave}
+                pending = set(futures)
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for fut in finished:
+                        if fut.exception() is not None:
+                            for other in pending:
+                                other.cancel()
+                            wait(pending)
+                            raise fut.exception()
+                        fp, result = fut.result()
+                        plans[futures[fut]] = fp
+                        if result is not None:
+                            results[fp.file.path] = result
+                        done += 1
+                        if self.progress:
+                            self.progress(PHASE, done, len(tasks))
+        present = np.array(sorted(self.present), np.int64)
+        return ScrubPlan(self.keys, [p for p in plans if p is not None], present), results
+
+    def one(self, f, rules: tuple[Rule, ...], subject_cols: tuple[str, ...],  # noqa: ANN001
+            fp: FilePlan | None, entry: dict | None) -> tuple[FilePlan, RewriteResult | None]:
+        """Plan one file (unless its plan is known), then rewrite it if it holds a key."""
+        if fp is None and self.resumed:
+            done = self._rewritten_before(f, rules)
+            if done is not None:
+                return done, None
+        if fp is None:
+            fp = self.planner.plan_file(f, rules, subject_cols,
+                                        keep_columns=self.strategy.reads_planned_columns)
+        new = self._note_present(_take_present(fp, subject_cols))
+        if not fp.touched:
+            return fp, None
+        if entry is None or "plan" not in entry:
+            # the plan is on record before the file can change
+            self.journal.log({"path": f.path, "state": "planned", "plan": fp.to_json(),
+                              "present": new})
+            crashpoint("after_plan")
+        elif entry["state"] == "committed":
+            return fp, None
+        if self.resumed and settle(self.lake.root, f.path, fp.rows_kept, self.journal):
+            return fp, None
+        return fp, self._rewrite(fp)
+
+    def _note_present(self, ids: np.ndarray) -> list[int]:
+        """Add subject ids found in a file; returns those not seen before (to journal)."""
+        with self._lock:
+            new = [i for i in ids.tolist() if i not in self.present]
+            self.present.update(new)
+        return new
+
+    def _rewritten_before(self, f, rules: tuple[Rule, ...]) -> FilePlan | None:  # noqa: ANN001
+        """On resume, a file whose plan entry was lost (the journal is not fsynced) but whose
+        rewrite was renamed in: the manifest still holds its original row count, and a rewrite
+        always drops a row."""
+        footer = pq.ParquetFile(self.lake.root / f.path).metadata.num_rows
+        if footer >= f.rows:
+            self.journal.temp_path(self.lake.root / f.path).unlink(missing_ok=True)
+            return None
+        fp = FilePlan(f, rules, rows_matched=f.rows - footer)
+        self.journal.log({"path": f.path, "state": "committed", "plan": fp.to_json(),
+                          "rows": footer, "bytes": (self.lake.root / f.path).stat().st_size,
+                          "checksum": None})
+        return fp
+
+    def _rewrite(self, fp: FilePlan) -> RewriteResult:
+        src = self.lake.root / fp.file.path
         schema = pq.read_schema(src)
-        task = RewriteTask(src, journal.temp_path(src), fp.rules, plan.keys, fp.row_groups,
-                           lake.writer_settings(fp.file.table, src), schema, fp.erase_rows)
+        task = RewriteTask(src, self.journal.temp_path(src), fp.rules, self.keys, fp.row_groups,
+                           self.lake.writer_settings(fp.file.table, src), schema, fp.erase_rows,
+                           fp.key_tables)
+        fp.erase_rows = fp.key_tables = None  # the task holds them now; freed with it
         crashpoint("before_rewrite")
-        result = strategy.rewrite(task)
-        check_rewrite(fp, task, result, deep)
+        result = self.strategy.rewrite(task)
+        check_rewrite(fp, task, result, self.deep)
         crashpoint("before_rename")
-        commit_rewrite(lake.root, fp, task, result, journal)
-        fp.erase_rows = None  # done with: free it
-        return fp.file.path, result
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for wave in waves:
-            futures = {pool.submit(one, fp) for fp in wave}
-            while futures:
-                finished, futures = wait(futures, return_when=FIRST_EXCEPTION)
-                for f in finished:
-                    if f.exception() is not None:
-                        for other in futures:
-                            other.cancel()
-                        wait(futures)
-                        raise f.exception()
-                    path, result = f.result()
-                    results[path] = result
-                    done += 1
-                    if progress:
-                        progress("rewrite", done, total)
-    make_durable(lake.root, [fp.file.path for fp in plan.touched])
-    return results
+        commit_rewrite(self.lake.root, fp, task, result, self.journal)
+        return result
 
 
 def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]],

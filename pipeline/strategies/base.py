@@ -38,6 +38,8 @@ class RewriteTask:
     # e.g. on resume; a strategy then matches the keys itself). Whatever a strategy drops,
     # the Sink checks independently that no row it writes holds a key.
     erase_rows: dict[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # Row group -> columns the plan already read from it (see Strategy.reads_planned_columns).
+    key_tables: dict[int, pa.Table] | None = field(default=None, repr=False, compare=False)
 
     def key_filter_columns(self) -> list[str]:
         return [c for c, _ in self.rules]
@@ -160,6 +162,9 @@ class Strategy(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     engine: ClassVar[str]  # the Python package whose version the receipt records
+    # True: the strategy uses the key columns the plan read (task.key_tables), so the planner
+    # keeps them for it until the rewrite; False: they are dropped once matched.
+    reads_planned_columns: ClassVar[bool] = False
 
     @abstractmethod
     def rewrite(self, task: RewriteTask) -> RewriteResult:

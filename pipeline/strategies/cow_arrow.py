@@ -1,6 +1,7 @@
 """Copy-on-write with PyArrow, row-group aware: row groups the plan found free of keys are
 passed to the writer untouched by the filter, and each source row group becomes one row group
-of the new file (minus its erased rows).
+of the new file (minus its erased rows). The key columns the plan read are not decoded again:
+only the other columns of those row groups are read.
 
 The rows to erase are the positions the plan matched when it read the key columns (so the keys
 are not matched a second time); without them (a resumed job) the keys are matched here. Either
@@ -27,6 +28,7 @@ class ArrowRewrite(Strategy):
     name = "arrow"
     description = "copy-on-write, PyArrow reader, row-group aware filter"
     engine = "pyarrow"
+    reads_planned_columns = True
 
     def rewrite(self, task: RewriteTask) -> RewriteResult:
         result = RewriteResult()
@@ -35,8 +37,7 @@ class ArrowRewrite(Strategy):
         sink = Sink(task, result)
         try:
             for i in range(pf.metadata.num_row_groups):
-                # One file per worker thread already keeps the cores busy.
-                rg = pf.read_row_group(i, use_threads=False)
+                rg = _read_row_group(pf, i, task)
                 erased, kept = 0, rg
                 if i in with_keys:
                     keep = _keep_mask(rg, task, i)
@@ -50,6 +51,18 @@ class ArrowRewrite(Strategy):
             sink.abort()
             raise
         return result
+
+
+def _read_row_group(pf: pq.ParquetFile, i: int, task: RewriteTask) -> pa.Table:
+    """Row group i in the source's schema; columns the plan already read are taken from it."""
+    planned = task.key_tables.get(i) if task.key_tables is not None else None
+    # One file per worker thread already keeps the cores busy: no threads within a read.
+    if planned is None:
+        return pf.read_row_group(i, use_threads=False)
+    rest = [n for n in task.schema.names if n not in planned.column_names]
+    other = pf.read_row_group(i, columns=rest, use_threads=False) if rest else None
+    cols = [planned[n] if n in planned.column_names else other[n] for n in task.schema.names]
+    return pa.Table.from_arrays(cols, schema=pf.schema_arrow)
 
 
 def _keep_mask(rg: pa.Table, task: RewriteTask, i: int) -> np.ndarray:

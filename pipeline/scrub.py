@@ -187,7 +187,8 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
     checks = verify_scrub(lake, plan, changed, results, deep=verify == "deep", workers=workers)
     t_end = time.perf_counter()
     timings = {**seconds, "execute": t_verify - t_exec, "verify": t_end - t_verify,
-               "total": t_end - t_start}
+               "total": t_end - t_start,
+               **{f"workers_{k}": v for k, v in run.worker_seconds.items()}}
     receipt = build_receipt(lake, request, plan, strategy, results, changed, checks, timings,
                             started_at=started_at, resumed=resumed, verify=verify)
     path = write_receipt(lake, journal.job_id, receipt, receipt_path)
@@ -216,6 +217,8 @@ class _Execution:
         self.resumed, self.cache = resumed, cache
         self.planner = Planner(lake, keys, self.workers)
         self.present: set[int] = set()
+        # summed over workers: how the execution's time splits between planning and rewriting
+        self.worker_seconds = {"plan": 0.0, "rewrite": 0.0}
         self._lock = threading.Lock()
 
     def execute(self, saved: dict) -> tuple[ScrubPlan, dict[str, RewriteResult]]:
@@ -273,8 +276,10 @@ class _Execution:
             if done is not None:
                 return done, None
         if fp is None:
+            t0 = time.perf_counter()
             fp = self.planner.plan_file(f, rules, subject_cols,
                                         keep_columns=self.strategy.reads_planned_columns)
+            self._spent("plan", t0)
         new = self._note_present(_take_present(fp, subject_cols))
         if not fp.touched:
             return fp, None
@@ -287,7 +292,14 @@ class _Execution:
             return fp, None
         if self.resumed and settle(self.lake.root, f.path, fp.rows_kept, self.journal):
             return fp, None
-        return fp, self._rewrite(fp)
+        t0 = time.perf_counter()
+        result = self._rewrite(fp)
+        self._spent("rewrite", t0)
+        return fp, result
+
+    def _spent(self, what: str, since: float) -> None:
+        with self._lock:
+            self.worker_seconds[what] += time.perf_counter() - since
 
     def _note_present(self, ids: np.ndarray) -> list[int]:
         """Add subject ids found in a file; returns those not seen before (to journal)."""

@@ -168,7 +168,7 @@ def test_receipt_names_no_raw_id_and_rerun_is_noop(date_src: Path, tmp_path: Pat
     assert {"resolve", "execute", "verify", "total"} <= set(t)
     # files were planned and rewritten inside the execution, by the workers
     assert t["workers_plan"] > 0 and t["workers_rewrite"] > 0
-    assert t["resolve"] + t["execute"] + t["verify"] <= t["total"]
+    assert t["resolve"] + t["execute"] + t["verify"] <= t["total"] + 1e-3  # each rounded
     digest = lake_digest(lake_dir)
     again = run_scrub(Lake.open(lake_dir), request(ids), "polars", workers=2)
     assert again.already_done

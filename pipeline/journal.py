@@ -88,10 +88,11 @@ class Journal:
         self.dir.mkdir(parents=True, exist_ok=True)
         for kind, values in keys.items():
             pq.write_table(pa.table({"k": values}), self.dir / f"keys-{kind}.parquet")
-        _write_durably(self.dir / "plan.json", json.dumps(plan).encode())
+        self.complete(plan)
 
     def complete(self, plan: dict) -> None:
-        """Replace the started job's plan by the complete one (every file planned and done)."""
+        """Write the job's plan durably: at start what is known then, at the end the complete
+        one (every file planned and done), which replaces it."""
         _write_durably(self.dir / "plan.json", json.dumps(plan).encode())
 
     def load(self) -> tuple[dict[str, pa.Array], dict]:

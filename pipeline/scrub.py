@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from pipeline.commit import check_rewrite, commit_rewrite, make_durable, settle
 from pipeline.faults import crashpoint
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal
-from pipeline.lake import Lake
+from pipeline.lake import DataFile, Lake
 from pipeline.plan import FilePlan, Planner, Rule
 from pipeline.receipt import build_receipt, write_receipt
 from pipeline.resolve import resolve_keys
@@ -50,7 +50,6 @@ class ScrubPlan:
     keys: dict[str, pa.Array]
     files: list[FilePlan]
     present_ids: np.ndarray
-    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def touched(self) -> list[FilePlan]:
@@ -101,10 +100,8 @@ def _take_present(fp: FilePlan, subject_cols: tuple[str, ...]) -> np.ndarray:
 
 def plan_scrub(lake: Lake, request: ErasureRequest, workers: int) -> ScrubPlan:
     """The whole plan, made before anything is written (`--dry-run`)."""
-    t0 = time.perf_counter()
     cache: dict = {}
     keys = resolve_keys(lake, request.ids, workers, cache)
-    t1 = time.perf_counter()
     planner = Planner(lake, keys, workers)
     jobs, by_table = [], {}
     for table, rules, subject_cols in table_jobs(lake):
@@ -122,8 +119,7 @@ def plan_scrub(lake: Lake, request: ErasureRequest, workers: int) -> ScrubPlan:
             present.append(_take_present(fp, subject_cols))
             files.append(fp)
     present_ids = np.unique(np.concatenate(present)) if present else np.array([], np.int64)
-    return ScrubPlan(keys, files, present_ids,
-                     {"resolve": t1 - t0, "plan": time.perf_counter() - t1})
+    return ScrubPlan(keys, files, present_ids)
 
 
 def _plan_from_json(lake: Lake, entries: list[dict]) -> dict[str, FilePlan]:
@@ -268,7 +264,7 @@ class _Execution:
         present = np.array(sorted(self.present), np.int64)
         return ScrubPlan(self.keys, [p for p in plans if p is not None], present), results
 
-    def one(self, f, rules: tuple[Rule, ...], subject_cols: tuple[str, ...],  # noqa: ANN001
+    def one(self, f: DataFile, rules: tuple[Rule, ...], subject_cols: tuple[str, ...],
             fp: FilePlan | None, entry: dict | None) -> tuple[FilePlan, RewriteResult | None]:
         """Plan one file (unless its plan is known), then rewrite it if it holds a key."""
         if fp is None and self.resumed:
@@ -308,7 +304,7 @@ class _Execution:
             self.present.update(new)
         return new
 
-    def _rewritten_before(self, f, rules: tuple[Rule, ...]) -> FilePlan | None:  # noqa: ANN001
+    def _rewritten_before(self, f: DataFile, rules: tuple[Rule, ...]) -> FilePlan | None:
         """On resume, a file whose plan entry was lost (the journal is not fsynced) but whose
         rewrite was renamed in: the manifest still holds its original row count, and a rewrite
         always drops a row."""

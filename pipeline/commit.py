@@ -16,7 +16,8 @@ from pipeline.faults import crashpoint
 from pipeline.journal import Journal
 from pipeline.lake import fsync_dir
 from pipeline.plan import FilePlan
-from pipeline.strategies.base import RewriteResult, RewriteTask, erase_mask, row_checksum
+from pipeline.rowhash import row_checksum
+from pipeline.strategies.base import RewriteResult, RewriteTask, erase_mask
 
 
 class CommitError(RuntimeError):

@@ -38,7 +38,8 @@ from pipeline.journal import Journal, keyed_hashes, lake_secret
 from pipeline.lake import SCRUB_DIR
 from pipeline.plan import key_array, match
 from pipeline.receipt import engine_versions
-from pipeline.strategies.base import add64, row_checksum
+from pipeline.rowhash import row_checksum
+from pipeline.strategies.base import add64
 
 PENDING = "purge_pending.json"
 

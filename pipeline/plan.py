@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,12 +72,12 @@ class IntKeyIndex:
     """Membership test for integer keys, built once per key set and reused for every file.
 
     A bitmap over a multiplicative hash of the value rejects almost every non-key with one
-    gather; the few candidates left are confirmed by binary search in the sorted keys. The
-    bitmap has ~32 slots per key (at most 4 Mi), so for a thousand keys it fits in L1 and
-    lets about 3 % of the non-keys through to the binary search.
+    bit test; the few candidates left are confirmed by binary search in the sorted keys. The
+    bitmap has ~32 bits per key (at most 2^25 bits, 4 MiB), packed, so for 100k keys it is
+    400 KiB and stays in L2; about 3 % of the non-keys get through to the binary search.
     """
 
-    MAX_BITS = 22
+    MAX_BITS = 25
     MIN_BITS = 12
 
     def __init__(self, sorted_keys: np.ndarray) -> None:
@@ -84,25 +85,39 @@ class IntKeyIndex:
         want = int(np.ceil(np.log2(max(len(self.keys), 1) * 32)))
         self.bits = min(self.MAX_BITS, max(self.MIN_BITS, want))
         self._shift = np.uint64(64 - self.bits)
-        self.bitmap = np.zeros(1 << self.bits, dtype=bool)
-        self.bitmap[self._slot(self.keys)] = True
-
-    def _slot(self, values: np.ndarray) -> np.ndarray:
-        h = values.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        h >>= self._shift
-        return h.view(np.intp)
+        slots = (self.keys.view(np.uint64) * _MULT) >> self._shift
+        self.bitmap = np.zeros(1 << (self.bits - 6), dtype=np.uint64)
+        np.bitwise_or.at(self.bitmap, slots >> np.uint64(6),
+                         np.uint64(1) << (slots & np.uint64(63)))
 
     def contains(self, values: np.ndarray) -> np.ndarray:
         values = np.ascontiguousarray(values, dtype=np.int64)
         if not len(self.keys):
             return np.zeros(len(values), dtype=bool)
-        out = self.bitmap[self._slot(values)]
-        cand = np.flatnonzero(out)
-        if len(cand):
-            v = values[cand]
-            pos = np.minimum(np.searchsorted(self.keys, v), len(self.keys) - 1)
-            out[cand] = self.keys[pos] == v
-        return out
+        return _contains(values, self.bitmap, self._shift, self.keys)
+
+
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+@nb.njit(nogil=True, cache=True)
+def _contains(values, bitmap, shift, keys):
+    """One pass: the bitmap rejects almost every non-key; a candidate is confirmed by binary
+    search in the sorted keys. Compiled, and without the GIL, so planning threads overlap."""
+    out = np.zeros(values.shape[0], np.bool_)
+    for i in range(values.shape[0]):
+        v = values[i]
+        slot = (np.uint64(v) * _MULT) >> shift
+        if (bitmap[slot >> np.uint64(6)] >> (slot & np.uint64(63))) & np.uint64(1):
+            lo, hi = 0, keys.shape[0]
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if keys[mid] < v:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[i] = lo < keys.shape[0] and keys[lo] == v
+    return out
 
 
 _INDEXES: dict[int, tuple[pa.Array, IntKeyIndex]] = {}

@@ -20,13 +20,14 @@ import numpy as np
 
 from pipeline.journal import keyed_hashes, lake_secret
 from pipeline.lake import SCRUB_DIR, Lake
+from pipeline.rowhash import METHOD as CHECKSUM_METHOD
 
 if TYPE_CHECKING:
     from pipeline.intake import ErasureRequest
     from pipeline.scrub import ScrubPlan
     from pipeline.strategies.base import RewriteResult, Strategy
 
-ENGINES = ("duckdb", "polars", "pyarrow", "numpy", "deltalake", "pyiceberg")
+ENGINES = ("duckdb", "polars", "pyarrow", "numpy", "numba", "deltalake", "pyiceberg")
 
 
 def engine_versions() -> dict[str, str]:
@@ -113,6 +114,7 @@ def build_receipt(lake: Lake, request: ErasureRequest, plan: ScrubPlan, strategy
         "tables": tables,
         "totals": {k: v for k, v in totals.items() if k != "checksum_kept"},
         "checksums_kept_rows": totals["checksum_kept"],
+        "checksum_method": CHECKSUM_METHOD,
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "verification": {"mode": verify, **checks},
         "machine": {"cores": os.cpu_count(), "platform": platform.platform()},

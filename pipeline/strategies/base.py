@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from generators.writer import open_writer
 from pipeline.faults import crashpoint
 from pipeline.lake import fsync_path
 from pipeline.plan import Rule, match_np
-
-CHECKSUM_SEED = 0x5EED
+from pipeline.rowhash import row_checksum
 
 
 @dataclass(frozen=True)
@@ -55,18 +53,6 @@ class RewriteResult:
     bytes_written: int = 0
     row_groups_written: int = 0
     extra: dict = field(default_factory=dict)
-
-
-def row_checksum(data: pa.Table | pa.RecordBatch) -> int:
-    """Order-insensitive checksum of rows: the sum of per-row hashes, mod 2^64.
-
-    Polars hashes a dictionary (categorical) value by its string, so a re-encoded dictionary
-    gives the same sum; no decoding is needed.
-    """
-    if data.num_rows == 0:
-        return 0
-    hashes = pl.from_arrow(data).hash_rows(seed=CHECKSUM_SEED).to_numpy()
-    return int(np.sum(hashes, dtype=np.uint64))
 
 
 def add64(a: int, b: int) -> int:

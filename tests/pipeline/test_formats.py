@@ -24,7 +24,8 @@ from pipeline.formats.convert import convert
 from pipeline.intake import ErasureRequest
 from pipeline.lake import Lake
 from pipeline.plan import match
-from pipeline.strategies.base import add64, row_checksum
+from pipeline.rowhash import row_checksum
+from pipeline.strategies.base import add64
 
 FORMATS = list(available())
 runner = CliRunner()

@@ -1,0 +1,36 @@
+"""Key matching: the compiled membership test agrees with NumPy's, for any key set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.plan import IntKeyIndex, key_array, match_np
+
+ints = st.integers(-2**63, 2**63 - 1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(ints, max_size=300), st.lists(ints, max_size=300), st.integers(0, 2**20))
+def test_int_index_agrees_with_isin(keys: list[int], others: list[int], spread: int) -> None:
+    k = np.unique(np.asarray(keys, np.int64))
+    # values near the keys too, where the bitmap's hash slots collide most
+    values = np.concatenate([np.asarray(others, np.int64), k, k ^ spread]).astype(np.int64)
+    np.testing.assert_array_equal(IntKeyIndex(k).contains(values), np.isin(values, k))
+
+
+def test_large_key_sets_are_exact() -> None:
+    rng = np.random.default_rng(7)
+    keys = np.unique(rng.integers(0, 2**40, 3_000_000))  # past the bitmap's largest size
+    values = np.concatenate([rng.integers(0, 2**40, 200_000), keys[::1000]])
+    np.testing.assert_array_equal(IntKeyIndex(keys).contains(values), np.isin(values, keys))
+
+
+def test_match_never_matches_null_and_reads_dictionaries() -> None:
+    keys = key_array([3, 5])
+    col = pa.chunked_array([pa.array([3, None, 4]), pa.array([5, 0])])
+    assert match_np(col, keys).tolist() == [True, False, False, True, False]
+    words = pa.array(["a", None, "b", "a"]).dictionary_encode()
+    assert match_np(words, key_array(["a"])).tolist() == [True, False, False, True]

@@ -35,6 +35,12 @@ sys.path.insert(0, sys.argv[1])
 from pipeline.intake import ErasureRequest
 from pipeline.lake import Lake
 from pipeline.scrub import run_scrub
+import importlib
+for name in ("pipeline.rowhash", "pipeline.plan"):  # compiled loops: start-up, not work
+    try:
+        importlib.import_module(name).warm_up()
+    except (ImportError, AttributeError):  # a checkout from before them
+        pass
 ids = np.asarray(json.loads(Path(sys.argv[3]).read_text()), np.int64)
 req = ErasureRequest(np.unique(ids), dt.datetime.now(dt.UTC), "ab", 0)
 lake = Lake.open(Path(sys.argv[2]))

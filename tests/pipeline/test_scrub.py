@@ -182,6 +182,32 @@ def test_deep_verification(date_src: Path, tmp_path: Path) -> None:
     assert v["passed"] and v["keys_left_on_rescan"] == 0
 
 
+def test_verification_rereads_a_footer_it_cannot_tie_to_the_checked_file(
+        date_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake_dir = snapshot(date_src, tmp_path / "lake")
+    ids = [5, 6, 7]
+    plain = run_scrub(Lake.open(snapshot(date_src, tmp_path / "plain")), request(ids), "arrow")
+    v = plain.receipt["verification"]
+    # every new footer was checked at commit; none needed parsing again
+    assert v["footers_checked"] == plain.receipt["totals"]["files_rewritten"] > 0
+    assert v["footers_reread"] == 0
+
+    import pipeline.scrub as scrub_module
+
+    real = scrub_module.make_durable
+
+    def durable_then_swap(root: Path, paths: list[str]) -> None:
+        real(root, paths)
+        # after the commits, something puts the original file back under one new path
+        tmp = root / (paths[0] + ".swap")
+        tmp.write_bytes((date_src / paths[0]).read_bytes())
+        os.replace(tmp, root / paths[0])
+
+    monkeypatch.setattr(scrub_module, "make_durable", durable_then_swap)
+    with pytest.raises(scrub_module.VerificationError, match="footer row count differs"):
+        run_scrub(Lake.open(lake_dir), request(ids), "arrow")
+
+
 def test_workers_do_not_change_the_result(date_src: Path, tmp_path: Path) -> None:
     ids = [5, 6, 7, 8]
     a = snapshot(date_src, tmp_path / "a")

@@ -140,10 +140,15 @@ def _int_index(keys: pa.Array) -> IntKeyIndex:
 
 def match_np(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
     """Boolean numpy mask: which values are keys to erase (null never matches)."""
+    if isinstance(column, pa.ChunkedArray):
+        # chunk by chunk: concatenating the chunks first would copy the column
+        if column.num_chunks == 1:
+            column = column.chunk(0)
+        else:
+            return np.concatenate([match_np(c, keys) for c in column.chunks] or
+                                  [np.zeros(0, dtype=bool)])
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
     if pa.types.is_integer(column.type) and pa.types.is_integer(keys.type):
         # pc.is_in would rebuild a hash set of the keys on every call (100k recording ids).
         values = column.to_numpy(zero_copy_only=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyarrow.fs import LocalFileSystem
 
 from generators.config import LakeConfig
 from generators.schemas import (
@@ -43,6 +44,9 @@ def writer_settings(spec: TableSpec, layout: str, cfg: LakeConfig) -> dict:
     return settings
 
 
+LOCAL_FS = LocalFileSystem()
+
+
 def open_writer(path: Path, schema: pa.Schema, settings: dict) -> pq.ParquetWriter:
     """A ParquetWriter from recorded settings. `uncompressed_columns` expands into per-column
     codecs and levels (pyarrow refuses a level on an uncompressed column)."""
@@ -54,7 +58,9 @@ def open_writer(path: Path, schema: pa.Schema, settings: dict) -> pq.ParquetWrit
         kwargs["compression"] = {n: ("NONE" if n in plain else codec) for n in schema.names}
         if level is not None:
             kwargs["compression_level"] = {n: level for n in schema.names if n not in plain}
-    return pq.ParquetWriter(path, schema, **kwargs)
+    # The filesystem is named so pyarrow does not probe the path first (a stat, then URI
+    # parsing): a scrub opens thousands of files.
+    return pq.ParquetWriter(str(path), schema, filesystem=LOCAL_FS, **kwargs)
 
 
 class TableFile:

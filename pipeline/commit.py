@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from pipeline.faults import crashpoint
 from pipeline.journal import Journal
-from pipeline.lake import fsync_dir
+from pipeline.lake import fsync_dir, open_parquet
 from pipeline.plan import FilePlan
 from pipeline.rowhash import row_checksum
 from pipeline.strategies.base import RewriteResult, RewriteTask, erase_mask
@@ -26,7 +26,7 @@ class CommitError(RuntimeError):
 
 def check_rewrite(fp: FilePlan, task: RewriteTask, result: RewriteResult, deep: bool) -> None:
     """The new file holds exactly the rows the plan expects, and none of the keys."""
-    footer_rows = pq.ParquetFile(task.dst).metadata.num_rows
+    footer_rows = open_parquet(task.dst).metadata.num_rows
     problems = []
     if footer_rows != fp.rows_kept:
         problems.append(f"footer has {footer_rows} rows, plan expects {fp.rows_kept}")
@@ -93,7 +93,7 @@ def settle(root: Path, path: str, expected_rows: int, journal: Journal) -> bool:
     always drops at least one row) from one still to do. Temp files are never trusted."""
     target = root / path
     journal.temp_path(target).unlink(missing_ok=True)
-    if pq.ParquetFile(target).metadata.num_rows != expected_rows:
+    if open_parquet(target).metadata.num_rows != expected_rows:
         return False
     journal.log({"path": path, "state": "committed", "rows": expected_rows,
                  "bytes": target.stat().st_size, "checksum": None})

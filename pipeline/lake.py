@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from generators.lake import MANIFEST, write_manifest
+from generators.writer import LOCAL_FS
 from pipeline.lineage import VOICE_LAKE, Lineage, LineageError
 from pipeline.lineage import load as load_lineage
 
@@ -171,6 +172,12 @@ def settings_from_metadata(md: pq.FileMetaData) -> dict:
         "write_statistics": True,
         "row_group_rows": rows,
     }
+
+
+def open_parquet(path: Path | str) -> pq.ParquetFile:
+    """A local Parquet file, opened without pyarrow probing what the path is (a stat and URI
+    parsing per open, which a scrub does a few times per file)."""
+    return pq.ParquetFile(str(path), filesystem=LOCAL_FS)
 
 
 def fsync_path(path: Path) -> None:

@@ -17,10 +17,9 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from generators.population import bucket_of_ints, bucket_of_strings
-from pipeline.lake import DataFile, Lake
+from pipeline.lake import DataFile, Lake, open_parquet
 
 Rule = tuple[str, str]  # (column, key kind)
 
@@ -249,7 +248,7 @@ class Planner:
         if self._routed_out(f, rules):
             plan.pruned_by = "bucket"
             return plan
-        pf = pq.ParquetFile(self.lake.root / f.path)
+        pf = open_parquet(self.lake.root / f.path)
         md = pf.metadata
         plan.row_groups_total = md.num_row_groups
         names = pf.schema_arrow.names

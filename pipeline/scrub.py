@@ -28,14 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline import strategies
 from pipeline.commit import check_rewrite, commit_rewrite, file_identity, make_durable, settle
 from pipeline.faults import crashpoint
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal
-from pipeline.lake import DataFile, Lake
+from pipeline.lake import DataFile, Lake, open_parquet
 from pipeline.plan import FilePlan, Planner, Rule
 from pipeline.receipt import build_receipt, write_receipt
 from pipeline.resolve import resolve_keys
@@ -308,7 +307,7 @@ class _Execution:
         """On resume, a file whose plan entry was lost (the journal is not fsynced) but whose
         rewrite was renamed in: the manifest still holds its original row count, and a rewrite
         always drops a row."""
-        footer = pq.ParquetFile(self.lake.root / f.path).metadata.num_rows
+        footer = open_parquet(self.lake.root / f.path).metadata.num_rows
         if footer >= f.rows:
             self.journal.temp_path(self.lake.root / f.path).unlink(missing_ok=True)
             return None
@@ -320,7 +319,7 @@ class _Execution:
 
     def _rewrite(self, fp: FilePlan) -> RewriteResult:
         src = self.lake.root / fp.file.path
-        schema = pq.read_schema(src)
+        schema = open_parquet(src).schema_arrow
         task = RewriteTask(src, self.journal.temp_path(src), fp.rules, self.keys, fp.row_groups,
                            self.lake.writer_settings(fp.file.table, src), schema, fp.erase_rows,
                            fp.key_tables)
@@ -363,7 +362,7 @@ def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]
               or file_identity((lake.root / p).stat()) != results[p].committed_as]
 
     def footer_rows(path: str) -> int:
-        return pq.ParquetFile(lake.root / path).metadata.num_rows
+        return open_parquet(lake.root / path).metadata.num_rows
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for path, found in zip(reread, pool.map(footer_rows, reread), strict=True):

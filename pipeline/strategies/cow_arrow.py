@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.lake import open_parquet
 from pipeline.strategies.base import (
     RewriteResult,
     RewriteTask,
@@ -32,7 +33,7 @@ class ArrowRewrite(Strategy):
 
     def rewrite(self, task: RewriteTask) -> RewriteResult:
         result = RewriteResult()
-        pf = pq.ParquetFile(task.src)
+        pf = open_parquet(task.src)
         with_keys = set(task.row_groups)
         sink = Sink(task, result)
         try:
@@ -62,7 +63,7 @@ def _read_row_group(pf: pq.ParquetFile, i: int, task: RewriteTask) -> pa.Table:
     rest = [n for n in task.schema.names if n not in planned.column_names]
     other = pf.read_row_group(i, columns=rest, use_threads=False) if rest else None
     cols = [planned[n] if n in planned.column_names else other[n] for n in task.schema.names]
-    return pa.Table.from_arrays(cols, schema=pf.schema_arrow)
+    return pa.Table.from_arrays(cols, schema=task.schema)  # (pf.schema_arrow converts anew)
 
 
 def _keep_mask(rg: pa.Table, task: RewriteTask, i: int) -> np.ndarray:

@@ -21,11 +21,9 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import pyarrow.parquet as pq
-
 from generators.writer import open_writer
 from pipeline.commit import make_durable
-from pipeline.lake import Lake, fsync_path
+from pipeline.lake import Lake, fsync_path, open_parquet
 
 SUFFIXES = (".codec-floor.tmp", ".io-floor.tmp")
 
@@ -44,7 +42,7 @@ def scan_floor(lake: Lake, workers: int) -> dict:
 
     def one(job: tuple[str, list[str]]) -> int:
         path, cols = job
-        pf = pq.ParquetFile(lake.root / path)
+        pf = open_parquet(lake.root / path)
         rows = 0
         for i in range(pf.metadata.num_row_groups):
             rows += pf.read_row_group(i, columns=cols).num_rows
@@ -63,7 +61,7 @@ def codec_floor(lake: Lake, paths: list[str], workers: int) -> dict:
         src = lake.root / rel
         dst = src.with_name(f".{src.name}.codec-floor.tmp")
         settings = lake.writer_settings(tables[rel], src)
-        pf = pq.ParquetFile(src)
+        pf = open_parquet(src)
         writer = open_writer(dst, pf.schema_arrow, settings)
         try:
             for i in range(pf.metadata.num_row_groups):

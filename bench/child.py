@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pipeline  # noqa: F401  (first: its allocator settings must precede pyarrow's loading)
 from generators.lake import peak_rss_mb  # this process's own VmHWM
 
 

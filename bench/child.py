@@ -14,8 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-import pipeline  # noqa: F401  (first: its allocator settings must precede pyarrow's loading)
-from generators.lake import peak_rss_mb  # this process's own VmHWM
+from pipeline.allocator import keep_freed_pages
+
+keep_freed_pages()  # a scrubbing process's allocator settings, before pyarrow loads (below)
+
+from generators.lake import peak_rss_mb  # noqa: E402  (this process's own VmHWM)
 
 
 def proc_io() -> dict[str, int]:

@@ -24,14 +24,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+from pipeline.allocator import keep_freed_pages
 
-import pipeline  # noqa: F401  (first: its allocator settings must precede pyarrow's loading)
-from bench.harness import pick_ids, snapshot
-from pipeline import journal, plan, rowhash, scrub
-from pipeline.intake import ErasureRequest
-from pipeline.lake import Lake
-from pipeline.strategies import base, cow_arrow
+keep_freed_pages()  # as the scrub command does, before pyarrow loads (below)
+
+import numpy as np  # noqa: E402
+
+from bench.harness import pick_ids, snapshot  # noqa: E402
+from pipeline import journal, plan, rowhash, scrub  # noqa: E402
+from pipeline.intake import ErasureRequest  # noqa: E402
+from pipeline.lake import Lake  # noqa: E402
+from pipeline.strategies import base, cow_arrow  # noqa: E402
 
 # (owner, attribute, step name): wrapped where the calling module looks them up
 STEPS = [
@@ -86,9 +89,9 @@ def account_scrub(lake_dir: Path, ids: list[int], strategy: str, workers: int,
     plan.warm_up()
     snap = snapshot(lake_dir, work_dir / "cpu-account-snapshot")
     account = Account()
-    for owner, attr, step in STEPS:
-        account.wrap(owner, attr, step)
     try:
+        for owner, attr, step in STEPS:
+            account.wrap(owner, attr, step)
         request = ErasureRequest(np.unique(np.asarray(ids, np.int64)), dt.datetime.now(dt.UTC),
                                  "cpu_account", 0)
         c0, t0 = time.process_time(), time.perf_counter()

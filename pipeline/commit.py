@@ -27,6 +27,8 @@ class CommitError(RuntimeError):
 def check_rewrite(fp: FilePlan, task: RewriteTask, result: RewriteResult, deep: bool) -> None:
     """The new file holds exactly the rows the plan expects, and none of the keys."""
     footer_rows = open_parquet(task.dst).metadata.num_rows
+    st = task.dst.stat()
+    result.checked_as = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     problems = []
     if footer_rows != fp.rows_kept:
         problems.append(f"footer has {footer_rows} rows, plan expects {fp.rows_kept}")
@@ -69,15 +71,18 @@ def commit_rewrite(root: Path, fp: FilePlan, task: RewriteTask, result: RewriteR
     os.replace(task.dst, target)
     crashpoint("after_rename")
     st = target.stat()
-    result.committed_as = file_identity(st)
+    # the renamed file is the checked one (a rename keeps device, inode, size and mtime)
+    same = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == result.checked_as
+    result.committed_as = file_identity(st) if same else None
     journal.log({"path": fp.file.path, "state": "committed", "rows": fp.rows_kept,
                  "bytes": st.st_size, "checksum": result.checksum_kept})
 
 
-def file_identity(st: os.stat_result) -> tuple[int, int, int]:
-    """What ties a path to the file checked before its rename: a rename keeps the inode, and
-    any later write would change the size or the modification time."""
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+def file_identity(st: os.stat_result) -> tuple[int, ...]:
+    """What ties a path to the file checked before its rename: a rename keeps the device and
+    inode; a later write changes the size or mtime, and any change to the inode (a write, a
+    utime that puts an mtime back) moves the ctime, which no caller can set."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def make_durable(root: Path, paths: list[str]) -> None:

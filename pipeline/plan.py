@@ -150,11 +150,13 @@ def match_np(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
         column = column.cast(column.type.value_type)
     if pa.types.is_integer(column.type) and pa.types.is_integer(keys.type):
         # pc.is_in would rebuild a hash set of the keys on every call (100k recording ids).
-        values = column.to_numpy(zero_copy_only=False)
         if column.null_count:
+            # nulls filled first: with them to_numpy would go through float64 and lose
+            # precision above 2^53 (a key missed, or the wrong row matched)
             valid = column.is_valid().to_numpy(zero_copy_only=False)
-            return _int_index(keys).contains(np.where(valid, values, 0)) & valid
-        return _int_index(keys).contains(values)
+            values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False)
+            return _int_index(keys).contains(values.astype(np.int64, copy=False)) & valid
+        return _int_index(keys).contains(column.to_numpy(zero_copy_only=False))
     if column.type != keys.type:
         keys = keys.cast(column.type)
     return pc.fill_null(pc.is_in(column, value_set=keys), False).to_numpy(zero_copy_only=False)

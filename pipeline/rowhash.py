@@ -8,8 +8,9 @@ columns' value hashes in schema order; a value hashes by what it is, not how Arr
   holding 7 hash alike; a timestamp's unit and time zone are not part of it);
 - floats by their bits (float32 and float64 differ);
 - strings and binaries by their bytes (plain, large, view or dictionary-encoded alike);
-- null by a constant of its own;
-- any other type (bool, decimal, nested, …) through Polars' hash of that column.
+- booleans as the integers 0 and 1;
+- null by a fold of its own (not a value's hash: no value can stand in for null);
+- any other type (decimal, nested, …) through Polars' hash of that column.
 
 Why not Polars' `hash_rows` on the whole table (the method before): converting Arrow strings
 and binaries to Polars' views copies every payload, which cost as much as the hashing itself;
@@ -131,40 +132,56 @@ def _fold(acc, v):
     return _rotl(acc ^ v, 29) * _P1
 
 
+@nb.njit(inline="always")
+def _fold_null(acc):
+    """A null's fold is not a value's fold: a value v folding like a null would need
+    rotl(acc ^ v) * P1 == (rotl(acc) ^ NULL) * P3, which holds for one accumulator at a time,
+    never for every row (with one constant hash for null, exactly one integer collided)."""
+    return (_rotl(acc, 29) ^ _NULL) * _P3
+
+
 @nb.njit(**_JIT)
 def _fold_bytes(acc, offsets, data, valid, offset):
     for i in range(acc.shape[0]):
         j = i + offset
         if _is_null(valid, j):
-            v = _NULL
+            acc[i] = _fold_null(acc[i])
         else:
-            v = _bytes_hash(data, np.intp(offsets[j]), np.intp(offsets[j + 1]))
-        acc[i] = _fold(acc[i], v)
+            acc[i] = _fold(acc[i], _bytes_hash(data, np.intp(offsets[j]), np.intp(offsets[j + 1])))
 
 
 @nb.njit(**_JIT)
 def _fold_ints(acc, values, valid, offset):
     for i in range(acc.shape[0]):
         j = i + offset
-        v = _NULL if _is_null(valid, j) else np.uint64(np.int64(values[j])) * _P2
-        acc[i] = _fold(acc[i], v)
+        if _is_null(valid, j):
+            acc[i] = _fold_null(acc[i])
+        else:
+            acc[i] = _fold(acc[i], np.uint64(np.int64(values[j])) * _P2)
 
 
 @nb.njit(**_JIT)
-def _fold_hashes(acc, indices, hashes, valid, offset):
-    """Dictionary-encoded values: the dictionary's hashes, gathered by index."""
+def _fold_hashes(acc, indices, hashes, valid, offset, entry_null):
+    """Dictionary-encoded values: the dictionary's hashes, gathered by index (a null entry of
+    the dictionary folds like a null row)."""
     for i in range(acc.shape[0]):
         j = i + offset
-        acc[i] = _fold(acc[i], _NULL if _is_null(valid, j) else hashes[indices[j]])
+        if _is_null(valid, j):
+            acc[i] = _fold_null(acc[i])
+            continue
+        k = indices[j]
+        if entry_null.shape[0] != 0 and entry_null[k]:
+            acc[i] = _fold_null(acc[i])
+        else:
+            acc[i] = _fold(acc[i], hashes[k])
 
 
 @nb.njit(**_JIT)
-def _hash_bytes_each(offsets, data, valid, offset, n):
+def _hash_bytes_each(offsets, data, offset, n):
     out = np.empty(n, np.uint64)
     for i in range(n):
         j = i + offset
-        out[i] = _NULL if _is_null(valid, j) else \
-            _bytes_hash(data, np.intp(offsets[j]), np.intp(offsets[j + 1]))
+        out[i] = _bytes_hash(data, np.intp(offsets[j]), np.intp(offsets[j + 1]))
     return out
 
 
@@ -177,6 +194,11 @@ def _finish(acc):
 
 
 _INT_DTYPES = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
+_UINT_DTYPES = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
+
+
+def _int_dtype(t: pa.DataType) -> type:
+    return (_UINT_DTYPES if pa.types.is_unsigned_integer(t) else _INT_DTYPES)[t.bit_width]
 
 
 def _buffer(buf: pa.Buffer | None, dtype=np.uint8) -> np.ndarray:  # noqa: ANN001
@@ -218,22 +240,21 @@ def _fold_array(acc: np.ndarray, arr: pa.Array) -> None:
     t, valid, offset = arr.type, _validity(arr), arr.offset
     if pa.types.is_dictionary(t):
         d = arr.dictionary
-        hashes = _hash_bytes_each(_offsets(d), _buffer(d.buffers()[2]), _validity(d), d.offset,
-                                  len(d))
-        indices = _buffer(arr.buffers()[1], _INT_DTYPES[t.index_type.bit_width])
-        _fold_hashes(acc, indices, hashes, valid, offset)
+        hashes = _hash_bytes_each(_offsets(d), _buffer(d.buffers()[2]), d.offset, len(d))
+        entry_null = (d.is_null().to_numpy(zero_copy_only=False).view(np.uint8) if d.null_count
+                      else _NO_NULLS)
+        indices = _buffer(arr.buffers()[1], _int_dtype(t.index_type))
+        _fold_hashes(acc, indices, hashes, valid, offset, entry_null)
     elif _is_bytes(t):
         _fold_bytes(acc, _offsets(arr), _buffer(arr.buffers()[2]), valid, offset)
     elif (pa.types.is_integer(t) or pa.types.is_temporal(t)) and t.bit_width in _INT_DTYPES:
-        dtype = _INT_DTYPES[t.bit_width]
-        if pa.types.is_unsigned_integer(t):
-            dtype = np.dtype(dtype).str.replace("i", "u")
+        dtype = _int_dtype(t) if pa.types.is_integer(t) else _INT_DTYPES[t.bit_width]
         _fold_ints(acc, _buffer(arr.buffers()[1], dtype), valid, offset)
     elif pa.types.is_floating(t) and t.bit_width in (32, 64):
         _fold_ints(acc, _buffer(arr.buffers()[1], _INT_DTYPES[t.bit_width]), valid, offset)
-    else:  # decimals, nested, …: Polars hashes the column (nulls included)
+    else:  # decimals, nested, …: Polars hashes the column (its nulls included)
         hashes = pl.from_arrow(pa.table({"v": arr})).hash_rows(seed=0).to_numpy()
-        _fold_hashes(acc, np.arange(len(arr), dtype=np.int64), hashes, _NO_NULLS, 0)
+        _fold_hashes(acc, np.arange(len(arr), dtype=np.int64), hashes, _NO_NULLS, 0, _NO_NULLS)
 
 
 def row_hashes(data: pa.Table | pa.RecordBatch) -> np.ndarray:

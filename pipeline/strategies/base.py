@@ -52,9 +52,11 @@ class RewriteResult:
     keys_left: int = 0  # keys seen in the rows handed to the writer: must be 0
     bytes_written: int = 0
     row_groups_written: int = 0
-    # (inode, size, mtime_ns) of the new file once renamed in: the file whose footer the
-    # commit step checked; verification re-reads only footers it cannot tie to one of these.
-    committed_as: tuple[int, int, int] | None = None
+    # The new file as the commit step checked its footer (device, inode, size, mtime), and
+    # as renamed in (the same plus ctime); verification re-reads only the footers it cannot
+    # tie to a file checked this way.
+    checked_as: tuple[int, ...] | None = None
+    committed_as: tuple[int, ...] | None = None
     extra: dict = field(default_factory=dict)
 
 

@@ -34,3 +34,11 @@ def test_match_never_matches_null_and_reads_dictionaries() -> None:
     assert match_np(col, keys).tolist() == [True, False, False, True, False]
     words = pa.array(["a", None, "b", "a"]).dictionary_encode()
     assert match_np(words, key_array(["a"])).tolist() == [True, False, False, True]
+
+
+def test_integer_keys_beyond_float_precision_match_beside_nulls() -> None:
+    big = 2**53 + 1
+    col = pa.array([big, None, 2**53, 2**63 - 1], pa.int64())
+    assert match_np(col, key_array([big])).tolist() == [True, False, False, False]
+    assert match_np(col, key_array([-2**63])).tolist() == [False, False, False, False]
+    assert match_np(col, key_array([2**63 - 1])).tolist() == [False, False, False, True]

@@ -25,6 +25,7 @@ import numba as nb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -211,8 +212,24 @@ def _validity(arr: pa.Array) -> np.ndarray:
 
 def _normalize(arr: pa.Array) -> pa.Array:
     """Representations that hash alike become one: views to large, non-string dictionaries to
-    their values, booleans to bytes."""
+    their values, booleans to bytes, extension types to their storage; the types Polars cannot
+    hash to their text."""
+    if isinstance(arr, pa.ExtensionArray):  # (uuid, json, …) hash as their storage
+        return _normalize(arr.storage)
     t = arr.type
+    if pa.types.is_run_end_encoded(t):
+        return _normalize(pc.run_end_decode(arr))
+    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        # rebuilt, not cast: pyarrow 26's cast leaves non-monotonic offsets after a null
+        lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+        offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        return _normalize(pa.LargeListArray.from_arrays(pa.array(offsets), pc.list_flatten(arr),
+                                                        mask=arr.is_null()))
+    if pa.types.is_decimal256(t):  # Polars cannot take it
+        return arr.cast(pa.large_string())
+    if pa.types.is_interval(t):  # (months, days, nanoseconds): its 16 bytes
+        return pa.Array.from_buffers(pa.binary(16), len(arr), arr.buffers(), arr.null_count,
+                                     arr.offset)
     if pa.types.is_dictionary(t) and not _is_bytes(t.value_type):
         return _normalize(arr.cast(t.value_type))
     if pa.types.is_string_view(t):
@@ -253,7 +270,10 @@ def _fold_array(acc: np.ndarray, arr: pa.Array) -> None:
     elif pa.types.is_floating(t) and t.bit_width in (32, 64):
         _fold_ints(acc, _buffer(arr.buffers()[1], _INT_DTYPES[t.bit_width]), valid, offset)
     else:  # decimals, nested, …: Polars hashes the column (its nulls included)
-        hashes = pl.from_arrow(pa.table({"v": arr})).hash_rows(seed=0).to_numpy()
+        try:
+            hashes = pl.from_arrow(pa.table({"v": arr})).hash_rows(seed=0).to_numpy()
+        except Exception as e:
+            raise TypeError(f"the row checksum cannot hash a column of type {t}: {e}") from e
         _fold_hashes(acc, np.arange(len(arr), dtype=np.int64), hashes, _NO_NULLS, 0, _NO_NULLS)
 
 

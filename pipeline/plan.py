@@ -155,7 +155,7 @@ def match_np(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
             # precision above 2^53 (a key missed, or the wrong row matched)
             valid = column.is_valid().to_numpy(zero_copy_only=False)
             values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False)
-            return _int_index(keys).contains(values.astype(np.int64, copy=False)) & valid
+            return _int_index(keys).contains(values) & valid
         return _int_index(keys).contains(column.to_numpy(zero_copy_only=False))
     if column.type != keys.type:
         keys = keys.cast(column.type)

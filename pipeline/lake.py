@@ -176,8 +176,10 @@ def settings_from_metadata(md: pq.FileMetaData) -> dict:
 
 def open_parquet(path: Path | str) -> pq.ParquetFile:
     """A local Parquet file, opened without pyarrow probing what the path is (a stat and URI
-    parsing per open, which a scrub does a few times per file)."""
-    return pq.ParquetFile(str(path), filesystem=LOCAL_FS)
+    parsing per open, which a scrub does a few times per file), and read without pre-buffering:
+    pre-buffering coalesces reads for high-latency stores, but on a local file it only hands
+    each read to Arrow's I/O thread and waits for it (a scrub was 5-6 % slower with it)."""
+    return pq.ParquetFile(str(path), filesystem=LOCAL_FS, pre_buffer=False)
 
 
 def fsync_path(path: Path) -> None:

@@ -17,6 +17,7 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from generators.population import bucket_of_ints, bucket_of_strings
 from pipeline.lake import DataFile, Lake, open_parquet
@@ -41,6 +42,9 @@ class FilePlan:
     # Row group -> the columns the plan read from it (with keep_columns): a strategy that
     # reads the rest only does not decode them twice. Memory only, freed by the rewrite.
     key_tables: dict[int, pa.Table] | None = field(default=None, repr=False)
+    # The source as the plan opened it (with keep_columns, touched files only): the rewrite
+    # reads the very file that was planned, without parsing its footer again. Memory only.
+    source: pq.ParquetFile | None = field(default=None, repr=False)
 
     @property
     def touched(self) -> bool:
@@ -242,7 +246,8 @@ class Planner:
     def plan_file(self, f: DataFile, rules: tuple[Rule, ...], values: tuple[str, ...] = (),
                   keep_columns: bool = False) -> FilePlan:
         """Which row groups and rows of a file hold a key. With `keep_columns`, the columns
-        read from row groups that hold one stay on the plan (`key_tables`)."""
+        read from row groups that hold one stay on the plan (`key_tables`), and so does the
+        open file (`source`) when it holds a key."""
         plan = FilePlan(f, rules)
         if all(len(self.keys[k]) == 0 for _, k in rules):
             plan.pruned_by = "no keys"
@@ -287,6 +292,8 @@ class Planner:
                     kept[i] = t
         plan.row_groups = tuple(matched_rgs)
         plan.key_tables = kept if keep_columns and kept else None
+        if keep_columns and matched_rgs:
+            plan.source = pf
         plan.rows_matched = total
         plan.erase_rows = erase_rows
         if values and parts:

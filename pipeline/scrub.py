@@ -266,6 +266,19 @@ class _Execution:
     def one(self, f: DataFile, rules: tuple[Rule, ...], subject_cols: tuple[str, ...],
             fp: FilePlan | None, entry: dict | None) -> tuple[FilePlan, RewriteResult | None]:
         """Plan one file (unless its plan is known), then rewrite it if it holds a key."""
+        out = None
+        try:
+            out = self._plan_and_rewrite(f, rules, subject_cols, fp, entry)
+            return out
+        finally:
+            planned = out[0] if out is not None else None
+            if planned is not None and planned.source is not None:  # not rewritten: let go
+                planned.source.close()
+                planned.source = None
+
+    def _plan_and_rewrite(self, f: DataFile, rules: tuple[Rule, ...],
+                          subject_cols: tuple[str, ...], fp: FilePlan | None,
+                          entry: dict | None) -> tuple[FilePlan, RewriteResult | None]:
         if fp is None and self.resumed:
             done = self._rewritten_before(f, rules)
             if done is not None:
@@ -319,13 +332,17 @@ class _Execution:
 
     def _rewrite(self, fp: FilePlan) -> RewriteResult:
         src = self.lake.root / fp.file.path
-        schema = open_parquet(src).schema_arrow
+        source = fp.source if fp.source is not None else open_parquet(src)
         task = RewriteTask(src, self.journal.temp_path(src), fp.rules, self.keys, fp.row_groups,
-                           self.lake.writer_settings(fp.file.table, src), schema, fp.erase_rows,
-                           fp.key_tables)
-        fp.erase_rows = fp.key_tables = None  # the task holds them now; freed with it
+                           self.lake.writer_settings(fp.file.table, src), source.schema_arrow,
+                           fp.erase_rows, fp.key_tables, source)
+        # the task holds them now; freed with it
+        fp.erase_rows = fp.key_tables = fp.source = None
         crashpoint("before_rewrite")
-        result = self.strategy.rewrite(task)
+        try:
+            result = self.strategy.rewrite(task)
+        finally:
+            source.close()
         check_rewrite(fp, task, result, self.deep)
         crashpoint("before_rename")
         commit_rewrite(self.lake.root, fp, task, result, self.journal)

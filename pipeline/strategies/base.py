@@ -15,10 +15,11 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from generators.writer import open_writer
 from pipeline.faults import crashpoint
-from pipeline.lake import fsync_path
+from pipeline.lake import fsync_path, open_parquet
 from pipeline.plan import Rule, match_np
 from pipeline.rowhash import row_checksum
 
@@ -38,6 +39,12 @@ class RewriteTask:
     erase_rows: dict[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
     # Row group -> columns the plan already read from it (see Strategy.reads_planned_columns).
     key_tables: dict[int, pa.Table] | None = field(default=None, repr=False, compare=False)
+    # The source as the plan opened it, if it kept it open (see FilePlan.source).
+    source_file: pq.ParquetFile | None = field(default=None, repr=False, compare=False)
+
+    def open_source(self) -> pq.ParquetFile:
+        """The source file: as the plan opened it, else opened now."""
+        return self.source_file if self.source_file is not None else open_parquet(self.src)
 
     def key_filter_columns(self) -> list[str]:
         return [c for c, _ in self.rules]

@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.lake import open_parquet
 from pipeline.strategies.base import (
     RewriteResult,
     RewriteTask,
@@ -33,7 +32,7 @@ class ArrowRewrite(Strategy):
 
     def rewrite(self, task: RewriteTask) -> RewriteResult:
         result = RewriteResult()
-        pf = open_parquet(task.src)
+        pf = task.open_source()
         with_keys = set(task.row_groups)
         sink = Sink(task, result)
         try:

@@ -7,7 +7,6 @@ import threading
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.strategies.base import RewriteResult, RewriteTask, Sink, Strategy
 
@@ -40,7 +39,7 @@ class DuckDBRewrite(Strategy):
             con.register(f"erase_keys_{i}", pa.table({"k": task.keys[kind]}))
             conds.append(f'"{col}" IN (SELECT k FROM erase_keys_{i})')
         where = " OR ".join(conds)
-        rows_in = pq.ParquetFile(task.src).metadata.num_rows
+        rows_in = task.open_source().metadata.num_rows
         cols = ", ".join(f'"{c}"' for c in task.schema.names)
         sql = (f"SELECT {cols} FROM read_parquet($path) "
                f"WHERE NOT coalesce(({where}), false)")

@@ -217,3 +217,17 @@ def test_workers_do_not_change_the_result(date_src: Path, tmp_path: Path) -> Non
     da = {k: v for k, v in lake_digest(a).items() if k.endswith(".parquet")}
     db = {k: v for k, v in lake_digest(b).items() if k.endswith(".parquet")}
     assert da == db
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_job_leaves_no_file_open(date_src: Path, tmp_path: Path, strategy: str) -> None:
+    """The plan hands its open source file to the rewrite; every one is closed by the end,
+    rewritten or not (a resumed job finds files already done)."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    fds = set(os.listdir("/proc/self/fd"))
+    out = run_scrub(Lake.open(lake), request([3, 4, 10**9]), strategy, workers=2)
+    assert out.plan.touched
+    assert all(fp.source is None for fp in out.plan.files)
+    left = [os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - fds
+            if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [p for p in left if p.endswith(".parquet") or ".tmp" in p], left

@@ -206,10 +206,6 @@ def _buffer(buf: pa.Buffer | None, dtype=np.uint8) -> np.ndarray:  # noqa: ANN00
     return np.frombuffer(buf, dtype) if buf is not None else np.zeros(0, dtype)
 
 
-def _validity(arr: pa.Array) -> np.ndarray:
-    return _buffer(arr.buffers()[0]) if arr.null_count else _NO_NULLS
-
-
 def _normalize(arr: pa.Array) -> pa.Array:
     """Representations that hash alike become one: views to large, non-string dictionaries to
     their values, booleans to bytes, extension types to their storage; the types Polars cannot
@@ -246,35 +242,75 @@ def _is_bytes(t: pa.DataType) -> bool:
             or pa.types.is_large_binary(t))
 
 
-def _offsets(arr: pa.Array) -> np.ndarray:
-    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    return _buffer(arr.buffers()[1], np.int64 if large else np.int32)
+def _needs_normalizing(t: pa.DataType) -> bool:
+    """Whether _normalize changes an array of this type (the same tests, by type alone)."""
+    return (isinstance(t, pa.BaseExtensionType) or pa.types.is_run_end_encoded(t)
+            or pa.types.is_list_view(t) or pa.types.is_large_list_view(t)
+            or pa.types.is_decimal256(t) or pa.types.is_interval(t)
+            or (pa.types.is_dictionary(t) and not _is_bytes(t.value_type))
+            or pa.types.is_string_view(t) or pa.types.is_binary_view(t)
+            or pa.types.is_boolean(t))
+
+
+def _offset_dtype(t: pa.DataType) -> type:
+    return np.int64 if pa.types.is_large_string(t) or pa.types.is_large_binary(t) else np.int32
+
+
+def _classify(t: pa.DataType) -> tuple:
+    """How a column of type t folds: (kind, dtypes of its buffers)."""
+    if _needs_normalizing(t):
+        return ("normalize",)
+    if pa.types.is_dictionary(t):
+        return ("dictionary", _int_dtype(t.index_type), _offset_dtype(t.value_type))
+    if _is_bytes(t):
+        return ("bytes", _offset_dtype(t))
+    if (pa.types.is_integer(t) or pa.types.is_temporal(t)) and t.bit_width in _INT_DTYPES:
+        return ("ints", _int_dtype(t) if pa.types.is_integer(t) else _INT_DTYPES[t.bit_width])
+    if pa.types.is_floating(t) and t.bit_width in (32, 64):
+        return ("ints", _INT_DTYPES[t.bit_width])
+    return ("polars",)
+
+
+# A column's kind, decided once per type: the type tests cost more than hashing a small row
+# group's column did (a scrub folds some 20,000 columns).
+_KINDS: dict[pa.DataType, tuple] = {}
+
+
+def _kind(t: pa.DataType) -> tuple:
+    kind = _KINDS.get(t)
+    if kind is None:
+        kind = _KINDS[t] = _classify(t)
+    return kind
 
 
 def _fold_array(acc: np.ndarray, arr: pa.Array) -> None:
     """Fold one column's value hashes into the rows' accumulators (acc has len(arr) rows)."""
-    arr = _normalize(arr)
-    t, valid, offset = arr.type, _validity(arr), arr.offset
-    if pa.types.is_dictionary(t):
-        d = arr.dictionary
-        hashes = _hash_bytes_each(_offsets(d), _buffer(d.buffers()[2]), d.offset, len(d))
-        entry_null = (d.is_null().to_numpy(zero_copy_only=False).view(np.uint8) if d.null_count
-                      else _NO_NULLS)
-        indices = _buffer(arr.buffers()[1], _int_dtype(t.index_type))
-        _fold_hashes(acc, indices, hashes, valid, offset, entry_null)
-    elif _is_bytes(t):
-        _fold_bytes(acc, _offsets(arr), _buffer(arr.buffers()[2]), valid, offset)
-    elif (pa.types.is_integer(t) or pa.types.is_temporal(t)) and t.bit_width in _INT_DTYPES:
-        dtype = _int_dtype(t) if pa.types.is_integer(t) else _INT_DTYPES[t.bit_width]
-        _fold_ints(acc, _buffer(arr.buffers()[1], dtype), valid, offset)
-    elif pa.types.is_floating(t) and t.bit_width in (32, 64):
-        _fold_ints(acc, _buffer(arr.buffers()[1], _INT_DTYPES[t.bit_width]), valid, offset)
-    else:  # decimals, nested, …: Polars hashes the column (its nulls included)
+    kind = _kind(arr.type)
+    if kind[0] == "normalize":
+        arr = _normalize(arr)
+        kind = _kind(arr.type)
+    offset = arr.offset
+    if kind[0] == "polars":  # decimals, nested, …: Polars hashes the column (nulls included)
         try:
             hashes = pl.from_arrow(pa.table({"v": arr})).hash_rows(seed=0).to_numpy()
         except Exception as e:
-            raise TypeError(f"the row checksum cannot hash a column of type {t}: {e}") from e
+            raise TypeError(f"the row checksum cannot hash a column of type {arr.type}: "
+                            f"{e}") from e
         _fold_hashes(acc, np.arange(len(arr), dtype=np.int64), hashes, _NO_NULLS, 0, _NO_NULLS)
+        return
+    bufs = arr.buffers()
+    valid = np.frombuffer(bufs[0], np.uint8) if arr.null_count else _NO_NULLS
+    if kind[0] == "dictionary":
+        d = arr.dictionary
+        dbufs = d.buffers()
+        hashes = _hash_bytes_each(_buffer(dbufs[1], kind[2]), _buffer(dbufs[2]), d.offset, len(d))
+        entry_null = (d.is_null().to_numpy(zero_copy_only=False).view(np.uint8) if d.null_count
+                      else _NO_NULLS)
+        _fold_hashes(acc, _buffer(bufs[1], kind[1]), hashes, valid, offset, entry_null)
+    elif kind[0] == "bytes":
+        _fold_bytes(acc, _buffer(bufs[1], kind[1]), _buffer(bufs[2]), valid, offset)
+    else:
+        _fold_ints(acc, _buffer(bufs[1], kind[1]), valid, offset)
 
 
 def row_hashes(data: pa.Table | pa.RecordBatch) -> np.ndarray:

@@ -277,6 +277,8 @@ _KINDS: dict[pa.DataType, tuple] = {}
 
 
 def _kind(t: pa.DataType) -> tuple:
+    if isinstance(t, pa.BaseExtensionType):  # a Python-defined one may not be hashable
+        return ("normalize",)
     kind = _KINDS.get(t)
     if kind is None:
         kind = _KINDS[t] = _classify(t)
@@ -299,7 +301,7 @@ def _fold_array(acc: np.ndarray, arr: pa.Array) -> None:
         _fold_hashes(acc, np.arange(len(arr), dtype=np.int64), hashes, _NO_NULLS, 0, _NO_NULLS)
         return
     bufs = arr.buffers()
-    valid = np.frombuffer(bufs[0], np.uint8) if arr.null_count else _NO_NULLS
+    valid = _buffer(bufs[0]) if arr.null_count else _NO_NULLS
     if kind[0] == "dictionary":
         d = arr.dictionary
         dbufs = d.buffers()

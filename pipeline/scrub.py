@@ -266,19 +266,6 @@ class _Execution:
     def one(self, f: DataFile, rules: tuple[Rule, ...], subject_cols: tuple[str, ...],
             fp: FilePlan | None, entry: dict | None) -> tuple[FilePlan, RewriteResult | None]:
         """Plan one file (unless its plan is known), then rewrite it if it holds a key."""
-        out = None
-        try:
-            out = self._plan_and_rewrite(f, rules, subject_cols, fp, entry)
-            return out
-        finally:
-            planned = out[0] if out is not None else None
-            if planned is not None and planned.source is not None:  # not rewritten: let go
-                planned.source.close()
-                planned.source = None
-
-    def _plan_and_rewrite(self, f: DataFile, rules: tuple[Rule, ...],
-                          subject_cols: tuple[str, ...], fp: FilePlan | None,
-                          entry: dict | None) -> tuple[FilePlan, RewriteResult | None]:
         if fp is None and self.resumed:
             done = self._rewritten_before(f, rules)
             if done is not None:
@@ -288,22 +275,31 @@ class _Execution:
             fp = self.planner.plan_file(f, rules, subject_cols,
                                         keep_columns=self.strategy.reads_planned_columns)
             self._spent("plan", t0)
+        try:
+            return fp, self._rewrite_if_touched(f, subject_cols, fp, entry)
+        finally:
+            if fp.source is not None:  # the plan's open file, when no rewrite took it over
+                fp.source.close()
+                fp.source = None
+
+    def _rewrite_if_touched(self, f: DataFile, subject_cols: tuple[str, ...], fp: FilePlan,
+                            entry: dict | None) -> RewriteResult | None:
         new = self._note_present(_take_present(fp, subject_cols))
         if not fp.touched:
-            return fp, None
+            return None
         if entry is None or "plan" not in entry:
             # the plan is on record before the file can change
             self.journal.log({"path": f.path, "state": "planned", "plan": fp.to_json(),
                               "present": new})
             crashpoint("after_plan")
         elif entry["state"] == "committed":
-            return fp, None
+            return None
         if self.resumed and settle(self.lake.root, f.path, fp.rows_kept, self.journal):
-            return fp, None
+            return None
         t0 = time.perf_counter()
         result = self._rewrite(fp)
         self._spent("rewrite", t0)
-        return fp, result
+        return result
 
     def _spent(self, what: str, since: float) -> None:
         with self._lock:
@@ -332,14 +328,15 @@ class _Execution:
 
     def _rewrite(self, fp: FilePlan) -> RewriteResult:
         src = self.lake.root / fp.file.path
+        # the source as the plan opened it (this call owns it now), else opened here
         source = fp.source if fp.source is not None else open_parquet(src)
-        task = RewriteTask(src, self.journal.temp_path(src), fp.rules, self.keys, fp.row_groups,
-                           self.lake.writer_settings(fp.file.table, src), source.schema_arrow,
-                           fp.erase_rows, fp.key_tables, source)
-        # the task holds them now; freed with it
-        fp.erase_rows = fp.key_tables = fp.source = None
-        crashpoint("before_rewrite")
+        fp.source = None
         try:
+            task = RewriteTask(src, self.journal.temp_path(src), fp.rules, self.keys,
+                               fp.row_groups, self.lake.writer_settings(fp.file.table, src),
+                               source.schema_arrow, fp.erase_rows, fp.key_tables, source)
+            fp.erase_rows = fp.key_tables = None  # the task holds them now; freed with it
+            crashpoint("before_rewrite")
             result = self.strategy.rewrite(task)
         finally:
             source.close()

@@ -174,3 +174,24 @@ def test_every_arrow_type_a_lake_may_hold_has_a_checksum() -> None:
     for name, plain in same.items():
         assert row_checksum(pa.table({name: columns[name]})) == row_checksum(
             pa.table({name: plain})), name
+
+
+class _Celsius(pa.ExtensionType):
+    """A Python-defined extension type, as a lake's owner may register (pyarrow does not make
+    these hashable)."""
+
+    def __init__(self) -> None:
+        super().__init__(pa.float64(), "test.celsius")
+
+    def __arrow_ext_serialize__(self) -> bytes:
+        return b""
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type, serialized):  # noqa: ANN001, ANN206
+        return cls()
+
+
+def test_python_defined_extension_types_hash_as_their_storage() -> None:
+    storage = pa.array([1.5, None, -2.0])
+    ext = pa.ExtensionArray.from_storage(_Celsius(), storage)
+    assert row_checksum(pa.table({"t": ext})) == row_checksum(pa.table({"t": storage}))

@@ -42,10 +42,10 @@ bench-generate: setup ## benchmark the generator against DuckDB dbgen and Faker
 	$(BIN)/python -m pytest bench/test_generate_bench.py --benchmark-only -q -s
 
 # Only what the caller set reaches the benchmark (SF above has a default for `generate`).
-BENCH_VARS = $(foreach v,PROFILE SF STRATEGIES BATCHES LAYOUTS,\
+BENCH_VARS = $(foreach v,PROFILE SF STRATEGIES BATCHES LAYOUTS ROUNDS,\
 	$(if $(filter command line environment,$(origin $(v))),$(v)="$($(v))"))
 
-bench: setup ## the scrub benchmark: make bench [PROFILE=quick|default|full] [SF= STRATEGIES= BATCHES= LAYOUTS=]
+bench: setup ## the scrub benchmark: make bench [PROFILE=quick|default|full] [SF= STRATEGIES= BATCHES= LAYOUTS= ROUNDS=]
 	$(BENCH_VARS) $(BIN)/voicescrub bench
 
 lock: ## re-pin requirements.lock from pyproject.toml (needs network to PyPI)

@@ -258,3 +258,10 @@ def machine() -> dict:
             "disk_total_gb": round(du.total / 1e9), "disk_free_gb": round(du.free / 1e9),
             "python": platform.python_version(), "platform": platform.platform(),
             "git_commit": commit + ("+dirty" if dirty else "")}
+
+
+def median_round(figures: list[dict]) -> dict:
+    """The round whose work time is the median (the lower one of an even count): a real
+    round, so its figures belong together, and one slow or fast round cannot move it."""
+    ranked = sorted(figures, key=lambda f: f["work_s"])
+    return ranked[(len(ranked) - 1) // 2]

@@ -228,7 +228,10 @@ def render_markdown(rows: list[Row], title: str = "voicescrub benchmark") -> str
            "Engines: " + ", ".join(f"{k} {val}" for k, val in sorted(v.items())) + ".",
            "",
            "Times are each child process's own work time (interpreter start excluded); each "
-           "ran on a fresh hard-linked snapshot. Ratios divide by floors measured in this run "
+           "ran on a fresh hard-linked snapshot" + (
+               f"; {s['rounds']} rounds each, every figure from the median round (by work "
+               "time), the paired floor that round's own" if s.get("rounds", 1) > 1 else "")
+           + ". Ratios divide by floors measured in this run "
            "on the same files: **scan** reads the key columns of every file, **codec** "
            "re-encodes the touched files with their writer settings and no filter (fsynced), "
            "**I/O** copies them (fsynced); **paired codec** (headline scenarios) is a codec "

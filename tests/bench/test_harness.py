@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.floors import codec_floor, io_floor, remove_outputs, scan_floor
-from bench.harness import Child, Settings, pick_ids, snapshot, source_state
+from bench.harness import Child, Settings, median_round, pick_ids, snapshot, source_state
 from bench.report import compare, load_rows, ratios, render, scenarios
 from pipeline.lake import Lake
 from tests.pipeline.conftest import lake_digest
@@ -76,9 +76,21 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings.from_env()
     assert s.sfs == (0.5,) and s.batches == (10, 20) and s.layouts == ("bucket",)
     assert s.scenarios() == [(0.5, "bucket", 10), (0.5, "bucket", 20)]
+    assert s.rounds == 1
+    monkeypatch.setenv("ROUNDS", "3")
+    assert Settings.from_env().rounds == 3
     monkeypatch.setenv("PROFILE", "nope")
     with pytest.raises(SystemExit):
         Settings.from_env()
+
+
+def test_median_round_is_a_whole_round() -> None:
+    rounds = [{"work_s": 30.0, "paired_codec_floor_s": 20.0},
+              {"work_s": 10.0, "paired_codec_floor_s": 9.0},
+              {"work_s": 20.0, "paired_codec_floor_s": 15.0}]
+    assert median_round(rounds) == rounds[2]  # its own paired floor comes with it
+    assert median_round(rounds[:2]) == rounds[1]  # even count: the lower one
+    assert median_round(rounds[:1]) == rounds[0]
 
 
 def test_pick_ids_is_deterministic_and_in_range() -> None:
@@ -189,3 +201,15 @@ def test_report_uses_the_paired_codec_floor(tmp_path: Path) -> None:
     (other / "benchmark.json").write_text(json.dumps(slower))
     text, regressed = compare(run, other)
     assert regressed and "| 1.25 | 2.50 | +100% |" in text
+
+
+def test_report_says_when_figures_are_a_median_round(tmp_path: Path) -> None:
+    data = json.loads(FIXED.read_text())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "benchmark.json").write_text(json.dumps(data))
+    assert "median round" not in render(run).read_text()
+    for bench in data["benchmarks"]:
+        bench["extra_info"]["settings"]["rounds"] = 3
+    (run / "benchmark.json").write_text(json.dumps(data))
+    assert "3 rounds each, every figure from the median round" in render(run).read_text()

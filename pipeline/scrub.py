@@ -334,7 +334,7 @@ class _Execution:
         try:
             task = RewriteTask(src, self.journal.temp_path(src), fp.rules, self.keys,
                                fp.row_groups, self.lake.writer_settings(fp.file.table, src),
-                               source.schema_arrow, fp.erase_rows, fp.key_tables, source)
+                               source.schema_arrow, source, fp.erase_rows, fp.key_tables)
             fp.erase_rows = fp.key_tables = None  # the task holds them now; freed with it
             crashpoint("before_rewrite")
             result = self.strategy.rewrite(task)

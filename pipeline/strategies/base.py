@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from generators.writer import open_writer
 from pipeline.faults import crashpoint
-from pipeline.lake import fsync_path, open_parquet
+from pipeline.lake import fsync_path
 from pipeline.plan import Rule, match_np
 from pipeline.rowhash import row_checksum
 
@@ -33,21 +33,15 @@ class RewriteTask:
     row_groups: tuple[int, ...]  # row groups that hold keys (from the plan)
     settings: dict  # writer settings (manifest or source metadata)
     schema: pa.Schema  # the source's Arrow schema, kept as is
+    # The source, open: as the plan opened it when it kept it (see FilePlan.source), so the
+    # rewrite reads the very file whose row positions the plan matched. The driver closes it.
+    source: pq.ParquetFile = field(repr=False, compare=False)
     # Row group -> positions of the rows to erase, as the plan matched them (None: unknown,
     # e.g. on resume; a strategy then matches the keys itself). Whatever a strategy drops,
     # the Sink checks independently that no row it writes holds a key.
     erase_rows: dict[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
     # Row group -> columns the plan already read from it (see Strategy.reads_planned_columns).
     key_tables: dict[int, pa.Table] | None = field(default=None, repr=False, compare=False)
-    # The source as the plan opened it, if it kept it open (see FilePlan.source).
-    source_file: pq.ParquetFile | None = field(default=None, repr=False, compare=False)
-
-    def open_source(self) -> pq.ParquetFile:
-        """The source file: as the plan opened it, else opened now."""
-        return self.source_file if self.source_file is not None else open_parquet(self.src)
-
-    def key_filter_columns(self) -> list[str]:
-        return [c for c, _ in self.rules]
 
 
 @dataclass

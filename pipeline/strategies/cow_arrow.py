@@ -32,7 +32,7 @@ class ArrowRewrite(Strategy):
 
     def rewrite(self, task: RewriteTask) -> RewriteResult:
         result = RewriteResult()
-        pf = task.open_source()
+        pf = task.source
         with_keys = set(task.row_groups)
         sink = Sink(task, result)
         try:

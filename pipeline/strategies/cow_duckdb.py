@@ -39,7 +39,7 @@ class DuckDBRewrite(Strategy):
             con.register(f"erase_keys_{i}", pa.table({"k": task.keys[kind]}))
             conds.append(f'"{col}" IN (SELECT k FROM erase_keys_{i})')
         where = " OR ".join(conds)
-        rows_in = task.open_source().metadata.num_rows
+        rows_in = task.source.metadata.num_rows
         cols = ", ".join(f'"{c}"' for c in task.schema.names)
         sql = (f"SELECT {cols} FROM read_parquet($path) "
                f"WHERE NOT coalesce(({where}), false)")

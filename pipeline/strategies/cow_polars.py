@@ -21,7 +21,7 @@ class PolarsRewrite(Strategy):
         for col, kind in task.rules:
             keys = pl.from_arrow(task.keys[kind])
             erase = erase | pl.col(col).is_in(keys.implode()).fill_null(False)
-        rows_in = task.open_source().metadata.num_rows
+        rows_in = task.source.metadata.num_rows
         lf = pl.scan_parquet(task.src).filter(~erase)
         sink = Sink(task, result)
         try:

@@ -250,7 +250,7 @@ def test_a_failed_rewrite_leaves_no_file_open(date_src: Path, tmp_path: Path,
     from pipeline.strategies.cow_arrow import ArrowRewrite
 
     def fail(self, task):  # noqa: ANN001, ANN202
-        task.open_source().read_row_group(0)
+        task.source.read_row_group(0)
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(ArrowRewrite, "rewrite", fail)

@@ -67,6 +67,30 @@ _ALLOCATOR_ENV = {
 }
 
 
+# Arrow's buffers in a worker come from its jemalloc pool rather than the default mimalloc one:
+# measured with `voicescrub generate --sf 1|3`, the largest worker's VmHWM was 5-6 MB lower and
+# generation 5-7 % faster. Set through the environment so the pool serves the worker from its
+# first allocation (switching pools in the initializer leaves mimalloc's pages resident beside
+# jemalloc's, and the peak was no lower). A pool the user names wins; a pyarrow built without
+# jemalloc keeps its default.
+ARROW_POOL = "ARROW_DEFAULT_MEMORY_POOL"
+
+
+def _worker_env() -> dict[str, str]:
+    env = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", **_ALLOCATOR_ENV}
+    if ARROW_POOL not in os.environ and _has_jemalloc():
+        env[ARROW_POOL] = "jemalloc"
+    return env
+
+
+def _has_jemalloc() -> bool:
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        return False
+    return True
+
+
 # --- worker state: built once per process ----------------------------------------------------
 _STATE: dict = {}
 
@@ -86,7 +110,8 @@ def _run_unit(unit: Unit) -> list[dict]:
         records = _merge_unit(unit)
     release_memory()
     # the worker's own high-water RSS so far, for the manifest (not a file record)
-    return [*records, {"peak_rss_mb": peak_rss_mb()}]
+    return [*records, {"peak_rss_mb": peak_rss_mb(),
+                       "arrow_pool": pa.default_memory_pool().backend_name}]
 
 
 def _libc_malloc_trim() -> Callable[[int], int] | None:
@@ -414,10 +439,13 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
     records: list[dict] = []
 
     worker_peak = 0.0
+    pools: set[str] = set()
 
     def tick(recs: list[dict]) -> None:
         nonlocal done, worker_peak
-        worker_peak = max([worker_peak, *(r["peak_rss_mb"] for r in recs if "path" not in r)])
+        stats = [r for r in recs if "path" not in r]
+        worker_peak = max([worker_peak, *(r["peak_rss_mb"] for r in stats)])
+        pools.update(r["arrow_pool"] for r in stats)
         records.extend(r for r in recs if "path" in r)
         done += 1
         if progress:
@@ -429,7 +457,7 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
             tick(_run_unit(unit))
     else:
         # Each worker is single-threaded: parallelism comes from the processes.
-        env = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", **_ALLOCATOR_ENV}
+        env = _worker_env()
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -448,6 +476,7 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
     manifest = build_manifest(cfg, records, time.perf_counter() - t0)
     manifest["generation_peak_rss_mb"] = {"largest_worker": round(worker_peak, 1),
                                           "parent": round(peak_rss_mb(), 1)}
+    manifest["generation_arrow_pool"] = sorted(pools)  # the Arrow allocator the units ran on
     write_manifest(out, manifest)
     return manifest
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from generators.config import LakeConfig
-from generators.lake import MANIFEST, generate
+from generators.lake import ARROW_POOL, MANIFEST, _has_jemalloc, _worker_env, generate
 from generators.population import bucket_of_ints, bucket_of_strings
 from generators.schemas import FACT_TABLES, TABLES
 
@@ -203,12 +203,21 @@ def test_layouts_hold_the_same_rows(date_lake: Path, bucket_lake: Path) -> None:
 
 def test_same_seed_same_rows_whatever_the_workers(tmp_path: Path, date_lake: Path) -> None:
     out = tmp_path / "again"
-    generate(LakeConfig(layout="date", workers=2, chunk_rows=1000, **SMALL), out)
+    m = generate(LakeConfig(layout="date", workers=2, chunk_rows=1000, **SMALL), out)
+    # the spawned workers ran on the Arrow pool the memory figures were measured with
+    assert m["generation_arrow_pool"] == (["jemalloc"] if _has_jemalloc() else ["mimalloc"])
     for name in TABLES:
         cols = [f.name for f in TABLES[name].file_schema("date")]
         a = table(date_lake, name).select(cols).sort(cols[:2])
         b = table(out, name).select(cols).sort(cols[:2])
         assert a.equals(b), name
+
+
+def test_a_pool_the_user_names_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ARROW_POOL, raising=False)
+    assert _worker_env().get(ARROW_POOL) == ("jemalloc" if _has_jemalloc() else None)
+    monkeypatch.setenv(ARROW_POOL, "system")
+    assert ARROW_POOL not in _worker_env()  # left as the user set it
 
 
 def test_other_seed_other_rows(tmp_path: Path, date_lake: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from generators import rng
@@ -45,22 +46,28 @@ def devices(pop: Population, cid: np.ndarray) -> pa.Table:
     k = np.arange(len(c)) - np.repeat(np.cumsum(nd) - nd, nd)
     key = (c << 3) | k
     dtype = rng.choice(key, st["device_type"], DEVICE_CUM)
-    label = np.array(DEVICE_LABEL, dtype=object)[dtype]
-    # Some customers name a device after themselves: a first name in a device name is PII.
+    # Some customers name a device after themselves: a first name in a device name is PII
+    # (the first word of the full name, as it is written in the customer's locale).
     pii = pop.pii(np.unique(c))
-    first = np.array([n.split(" ")[0] for n in pii["full_name"].to_list()], dtype=object)
-    owner = first[np.searchsorted(pii["customer_id"].to_numpy(), c)]
-    room = v.rooms[rng.below(key, st["room"], len(v.rooms))]
-    personal = rng.uniform(key, st["device_name"]) < 0.3
-    name = np.where(personal, owner + "'s " + label, np.char.title(room.astype(str)).astype(
-        object) + " " + label)
+    owner = pii["full_name"].str.split(" ").list.first().gather(
+        np.searchsorted(pii["customer_id"].to_numpy(), c))
+    rooms = pl.Series([r.title() for r in v.rooms], dtype=pl.String)
+    col = pl.col
+    name = pl.DataFrame({
+        "owner": owner,
+        "label": pl.Series(DEVICE_LABEL, dtype=pl.String).gather(dtype),
+        "room": rooms.gather(rng.below(key, st["room"], len(v.rooms))),
+        "personal": rng.uniform(key, st["device_name"]) < 0.3,
+    }).select(pl.when(col("personal")).then(pl.concat_str([col("owner"), pl.lit("'s "),
+                                                            col("label")]))
+              .otherwise(pl.concat_str([col("room"), pl.lit(" "), col("label")])))
     registered = _epoch_us(pop.cfg.start_date) - rng.below(key, st["registered"], SECONDS_3Y) \
         * 1_000_000
     return pa.table({
         "device_id": pop.device_id(c, k),
         "customer_id": c,
         "device_type": dictionary(dtype, DEVICE_TYPES),
-        "device_name": pa.array(name, pa.string()),
+        "device_name": name.to_series().to_arrow().cast(pa.string()),
         "firmware": dictionary(rng.choice(key, st["firmware"], np.cumsum([1 / 6] * 6)), FIRMWARE),
         "registered_at": pa.array(registered, pa.timestamp("us", tz="UTC")),
     })

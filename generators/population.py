@@ -44,6 +44,13 @@ class Population:
         dow = np.array([1.2 if d.weekday() >= 5 else 0.92 for d in cfg.dates])
         self.dow = dow / dow.mean()
         self.n_skills = len(vocab.skills)
+        self._home_locales = [REGION_LOCALES[r] for r in cfg.regions]
+        # stream name -> per-region vocabulary (the stream names are the ones pii() hashes)
+        self._pii_words = {name: self._region_words(lists) for name, lists in (
+            ("first", vocab.first_names), ("last", vocab.last_names),
+            ("street", vocab.streets), ("city", vocab.cities))}
+        self._email_words = tuple(pl.Series(list(a), dtype=pl.String) for a in (
+            vocab.ascii_first, vocab.ascii_last, EMAIL_DOMAINS))
 
     # --- customer attributes -------------------------------------------------------------
     def home(self, cid: np.ndarray) -> np.ndarray:
@@ -94,57 +101,59 @@ class Population:
 
     # --- PII (dimension columns, also spoken in some transcripts) ---------------------------
     def pii(self, cid: np.ndarray, home: np.ndarray | None = None) -> pl.DataFrame:
-        """customer_id, full_name, email, phone, street_address, city, country, language."""
+        """customer_id, full_name, email, phone, street_address, city, country, language.
+
+        Built in polars from vocabularies gathered by index: no Python string per row (the
+        strings a row-by-row build leaves in Python's allocator outlive the call and the
+        worker's later files)."""
         if home is None:
             home = self.home(cid)
-        v, st = self.vocab, self.st
-        n = len(cid)
-        parts = {k: np.empty(n, dtype=object) for k in ("full_name", "street_address", "city",
-                                                          "country", "language", "dial")}
-        for r_idx, region in enumerate(self.cfg.regions):
-            m = home == r_idx
-            if not m.any():
-                continue
-            loc = REGION_LOCALES[region]
-            c = cid[m]
-            first = v.first_names[loc][rng.below(c, st["first"], len(v.first_names[loc]))]
-            last = v.last_names[loc][rng.below(c, st["last"], len(v.last_names[loc]))]
-            street = v.streets[loc][rng.below(c, st["street"], len(v.streets[loc]))]
-            house = rng.below(c, st["house"], 199) + 1
-            if loc == "ja_JP":
-                parts["full_name"][m] = last + " " + first
-            else:
-                parts["full_name"][m] = first + " " + last
-            if loc in ("de_DE", "pt_BR"):
-                parts["street_address"][m] = street + " " + house.astype(str).astype(object)
-            else:
-                parts["street_address"][m] = house.astype(str).astype(object) + " " + street
-            parts["city"][m] = v.cities[loc][rng.below(c, st["city"], len(v.cities[loc]))]
-            parts["country"][m] = COUNTRY[loc]
-            parts["language"][m] = LANGUAGE[loc]
-            parts["dial"][m] = DIAL[loc]
+        st, words = self.st, self._pii_words
+        locales = self._home_locales
+        pick = {name: words[name][0].gather(words[name][1][home] + rng.below(
+            cid, st[name], words[name][2][home])) for name in words}
+        ascii_first, ascii_last, domains = self._email_words
         # Unique by construction: the email carries the id, the phone is a bijection of it.
-        number = (cid * 7_777_777 + 123_456_789) % 1_000_000_000
         df = pl.DataFrame({
             "customer_id": cid,
-            "afirst": v.ascii_first[rng.below(cid, st["afirst"], len(v.ascii_first))],
-            "alast": v.ascii_last[rng.below(cid, st["alast"], len(v.ascii_last))],
-            "domain": np.array(EMAIL_DOMAINS, dtype=object)[
-                rng.below(cid, st["domain"], len(EMAIL_DOMAINS))],
-            "number": number,
-            **{k: parts[k] for k in parts},
-        }, schema_overrides={k: pl.String for k in (*parts, "afirst", "alast", "domain")})
-        digits = pl.col("number").cast(pl.String).str.zfill(9)
+            **pick,
+            "house": rng.below(cid, st["house"], 199) + 1,
+            "family_first": np.array([loc == "ja_JP" for loc in locales], bool)[home],
+            "street_first": np.array([loc in ("de_DE", "pt_BR") for loc in locales], bool)[home],
+            "country": pl.Series([COUNTRY[loc] for loc in locales], dtype=pl.String).gather(home),
+            "language": pl.Series([LANGUAGE[loc] for loc in locales],
+                                  dtype=pl.String).gather(home),
+            "dial": pl.Series([DIAL[loc] for loc in locales], dtype=pl.String).gather(home),
+            "afirst": ascii_first.gather(rng.below(cid, st["afirst"], len(ascii_first))),
+            "alast": ascii_last.gather(rng.below(cid, st["alast"], len(ascii_last))),
+            "domain": domains.gather(rng.below(cid, st["domain"], len(domains))),
+            "number": (cid * 7_777_777 + 123_456_789) % 1_000_000_000,
+        })
+        c, sp = pl.col, pl.lit(" ")
+        digits = c("number").cast(pl.String).str.zfill(9)
+        house = c("house").cast(pl.String)
         return df.select(
-            "customer_id", "full_name",
-            pl.concat_str([pl.col("afirst"), pl.lit("."), pl.col("alast"),
-                           pl.col("customer_id").cast(pl.String), pl.lit("@"),
-                           pl.col("domain")]).alias("email"),
-            pl.concat_str([pl.col("dial"), pl.lit(" "), digits.str.slice(0, 3), pl.lit(" "),
-                           digits.str.slice(3, 3), pl.lit(" "), digits.str.slice(6, 3)])
-            .alias("phone"),
-            "street_address", "city", "country", "language",
+            "customer_id",
+            pl.when(c("family_first")).then(pl.concat_str([c("last"), sp, c("first")]))
+            .otherwise(pl.concat_str([c("first"), sp, c("last")])).alias("full_name"),
+            pl.concat_str([c("afirst"), pl.lit("."), c("alast"), c("customer_id").cast(pl.String),
+                           pl.lit("@"), c("domain")]).alias("email"),
+            pl.concat_str([c("dial"), sp, digits.str.slice(0, 3), sp, digits.str.slice(3, 3),
+                           sp, digits.str.slice(6, 3)]).alias("phone"),
+            pl.when(c("street_first")).then(pl.concat_str([c("street"), sp, house]))
+            .otherwise(pl.concat_str([house, sp, c("street")])).alias("street_address"),
+            "city", "country", "language",
         )
+
+    def _region_words(self, lists: dict[str, np.ndarray]) -> tuple[pl.Series, np.ndarray,
+                                                                     np.ndarray]:
+        """Each region's locale list, concatenated in region order: (words, offset of a
+        region's list, its length), so a row picks index offset[home] + i in one gather."""
+        per_region = [lists[loc] for loc in self._home_locales]
+        lengths = np.array([len(a) for a in per_region], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        words = pl.Series(np.concatenate(per_region).tolist(), dtype=pl.String)
+        return words, offsets, lengths
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

@@ -327,7 +327,7 @@ class FactGenerator:
         su = self.pop.skill_user_id(x.cid[er], x.skill_id[er])
         req = pl.Series(rng.scramble63(ekey, st["event"]) & 0xFFFFFFFF).cast(pl.String)
         payload = pl.select(pl.concat_str([
-            pl.lit('{"locale":"'), pl.Series(np.array(LANGS)[loc_lang[er]]),
+            pl.lit('{"locale":"'), pl.Series(LANGS, dtype=pl.String).gather(loc_lang[er]),
             pl.lit('","request":"'), req, pl.lit('","utterance":"'), text.gather(er),
             pl.lit('"}')])).to_series()
         skill_events = pa.table({

@@ -221,7 +221,9 @@ class FactGenerator:
             targets.append(out["g"])
         inverse = np.empty(len(order), dtype=np.int64)
         inverse[order] = np.arange(len(order))
-        return pl.concat(texts).gather(inverse), pl.concat(targets).gather(inverse)
+        text = pl.concat(texts).gather(inverse)
+        del texts  # the parts go before the targets are put together: a chunk's peak memory
+        return text, pl.concat(targets).gather(inverse)
 
     def _render(self, name, k, cid, skill_id, region, pick):
         c, lit = pl.col, pl.lit
@@ -280,10 +282,11 @@ class FactGenerator:
         return df, said, field
 
     def text_tables(self, x: Core, region: int) -> tuple[pa.Table, pa.Table, pa.Table]:
-        """transcripts, actions and skill_events of a chunk (they share the rendered pieces)."""
-        st = self.st
+        """transcripts, actions and skill_events of a chunk (they share the rendered pieces).
+        Each table is built by a function of its own, so the intermediate columns of one are
+        freed before the next is built: this is where a file's memory peaks."""
         text, target = self._pieces(x, region)
-        rid = rng.scramble63(x.key, st["rec"])
+        rid = rng.scramble63(x.key, self.st["rec"])
         home = self.pop.home(x.cid)
         loc_lang = np.array([LANGS.index(_lang_of(r)) for r in self.cfg.regions])[home]
         transcripts = pa.table({
@@ -293,7 +296,13 @@ class FactGenerator:
             "asr_model": dictionary((x.day >= self.cfg.days // 2).astype(np.int32), ASR_MODELS),
             "text": text.to_arrow(),
         })
-        # Actions: 0, 1 or 2 per recording; only recording_id links them to a customer.
+        actions = self._actions(x, rid, target)
+        del target, rid
+        return transcripts, actions, self._skill_events(x, text, loc_lang)
+
+    def _actions(self, x: Core, rid: np.ndarray, target: pl.Series) -> pa.Table:
+        """0, 1 or 2 actions per recording; only recording_id links them to a customer."""
+        st = self.st
         rec = np.repeat(np.arange(len(x)), x.n_actions)
         kk = np.arange(len(rec)) - np.repeat(np.cumsum(x.n_actions) - x.n_actions, x.n_actions)
         akey = (x.key[rec] << 2) | kk
@@ -306,7 +315,7 @@ class FactGenerator:
         executed = x.started_at[rec] + x.duration_ms[rec].astype(np.int64) * 1000 \
             + latency * 1000 + kk * 1_000_000
         sid = np.where(first, x.skill_id[rec], 0)
-        actions = pa.table({
+        return pa.table({
             "action_id": rng.scramble63(akey, st["action"]),
             "recording_id": rid[rec],
             "action_type": dictionary(atype, ACTION_TYPES),
@@ -316,7 +325,10 @@ class FactGenerator:
             "latency_ms": latency.astype(np.int32),
             "executed_at": pa.array(executed, pa.timestamp("us", tz="UTC")),
         })
-        # Skill events: a session per skill invocation, keyed only by the pseudonym.
+
+    def _skill_events(self, x: Core, text: pl.Series, loc_lang: np.ndarray) -> pa.Table:
+        """A session per skill invocation, keyed only by the pseudonym."""
+        st = self.st
         inv = np.flatnonzero((x.intent == INTENT["skill"]) & (x.n_actions > 0))
         n_ev = 2 + (rng.uniform(x.key[inv], st["n_events"]) < 0.6).astype(np.int64)
         er = np.repeat(inv, n_ev)
@@ -330,7 +342,7 @@ class FactGenerator:
             pl.lit('{"locale":"'), pl.Series(LANGS, dtype=pl.String).gather(loc_lang[er]),
             pl.lit('","request":"'), req, pl.lit('","utterance":"'), text.gather(er),
             pl.lit('"}')])).to_series()
-        skill_events = pa.table({
+        return pa.table({
             "event_id": rng.scramble63(ekey, st["event"]),
             "skill_id": x.skill_id[er].astype(np.int32),
             "skill_user_id": su.to_arrow(),
@@ -339,7 +351,6 @@ class FactGenerator:
             "occurred_at": pa.array(x.started_at[er] + x.duration_ms[er].astype(np.int64) * 1000
                                     + j * 400_000, pa.timestamp("us", tz="UTC")),
         })
-        return transcripts, actions, skill_events
 
     @staticmethod
     def usage_partial(x: Core) -> pl.DataFrame:

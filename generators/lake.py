@@ -58,8 +58,10 @@ class Unit:
 # Spawned workers' allocators give freed pages back to the OS at once rather than keeping them
 # for reuse: polars' jemalloc (configured through this variable, read when polars loads)
 # purges immediately (dirty_decay_ms:0) and with MADV_DONTNEED (muzzy_decay_ms:0), whose pages
-# leave the resident set, unlike MADV_FREE; Arrow's mimalloc pool purges without delay. What a
-# worker retains between chunks then does not drift with how many chunks it has run.
+# leave the resident set, unlike MADV_FREE; Arrow's mimalloc pool, where it is the pool (the
+# user named it, or pyarrow has no jemalloc), purges without delay. Arrow's own jemalloc pool
+# (the default below) is purged by release_memory() after each chunk and file. What a worker
+# retains between chunks then does not drift with how many chunks it has run.
 _ALLOCATOR_ENV = {
     "_RJEM_MALLOC_CONF": ",".join(filter(None, [os.environ.get("_RJEM_MALLOC_CONF"),
                                                 "dirty_decay_ms:0", "muzzy_decay_ms:0"])),
@@ -68,8 +70,9 @@ _ALLOCATOR_ENV = {
 
 
 # Arrow's buffers in a worker come from its jemalloc pool rather than the default mimalloc one:
-# measured with `voicescrub generate --sf 1|3`, the largest worker's VmHWM was 5-6 MB lower and
-# generation 5-7 % faster. Set through the environment so the pool serves the worker from its
+# measured with `voicescrub generate --sf 1|3`, the largest worker's VmHWM was 6-7 MB lower at
+# sf 1, 5-6 MB at sf 3, and generation 6-11 % faster. Set through the environment so the pool
+# serves the worker from its
 # first allocation (switching pools in the initializer leaves mimalloc's pages resident beside
 # jemalloc's, and the peak was no lower). A pool the user names wins; a pyarrow built without
 # jemalloc keeps its default.

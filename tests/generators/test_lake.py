@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -203,9 +205,14 @@ def test_layouts_hold_the_same_rows(date_lake: Path, bucket_lake: Path) -> None:
 
 def test_same_seed_same_rows_whatever_the_workers(tmp_path: Path, date_lake: Path) -> None:
     out = tmp_path / "again"
+    env_before = dict(os.environ)
     m = generate(LakeConfig(layout="date", workers=2, chunk_rows=1000, **SMALL), out)
-    # the spawned workers ran on the Arrow pool the memory figures were measured with
-    assert m["generation_arrow_pool"] == (["jemalloc"] if _has_jemalloc() else ["mimalloc"])
+    # the spawned workers ran on the Arrow pool the memory figures were measured with (or on
+    # the one the user named), and the parent's environment is as it was
+    expected = os.environ.get(ARROW_POOL) or (
+        "jemalloc" if _has_jemalloc() else pa.default_memory_pool().backend_name)
+    assert m["generation_arrow_pool"] == [expected]
+    assert dict(os.environ) == env_before
     for name in TABLES:
         cols = [f.name for f in TABLES[name].file_schema("date")]
         a = table(date_lake, name).select(cols).sort(cols[:2])

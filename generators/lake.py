@@ -72,10 +72,9 @@ _ALLOCATOR_ENV = {
 # Arrow's buffers in a worker come from its jemalloc pool rather than the default mimalloc one:
 # measured with `voicescrub generate --sf 1|3`, the largest worker's VmHWM was 6-7 MB lower at
 # sf 1, 5-6 MB at sf 3, and generation 6-11 % faster. Set through the environment so the pool
-# serves the worker from its
-# first allocation (switching pools in the initializer leaves mimalloc's pages resident beside
-# jemalloc's, and the peak was no lower). A pool the user names wins; a pyarrow built without
-# jemalloc keeps its default.
+# serves the worker from its first allocation (switching pools in the initializer leaves
+# mimalloc's pages resident beside jemalloc's, and the peak was no lower). A pool the user
+# names wins; a pyarrow built without jemalloc keeps its default.
 ARROW_POOL = "ARROW_DEFAULT_MEMORY_POOL"
 
 

@@ -108,22 +108,17 @@ class Population:
         worker's later files)."""
         if home is None:
             home = self.home(cid)
-        st, words = self.st, self._pii_words
-        locales = self._home_locales
-        pick = {name: words[name][0].gather(words[name][1][home] + rng.below(
-            cid, st[name], words[name][2][home])) for name in words}
+        st, locales = self.st, self._home_locales
         ascii_first, ascii_last, domains = self._email_words
         # Unique by construction: the email carries the id, the phone is a bijection of it.
         df = pl.DataFrame({
             "customer_id": cid,
-            **pick,
+            **{name: self._pick(name, cid, home) for name in self._pii_words},
+            **{name: pl.Series([codes[loc] for loc in locales], dtype=pl.String).gather(home)
+               for name, codes in (("country", COUNTRY), ("language", LANGUAGE), ("dial", DIAL))},
             "house": rng.below(cid, st["house"], 199) + 1,
             "family_first": np.array([loc == "ja_JP" for loc in locales], bool)[home],
             "street_first": np.array([loc in ("de_DE", "pt_BR") for loc in locales], bool)[home],
-            "country": pl.Series([COUNTRY[loc] for loc in locales], dtype=pl.String).gather(home),
-            "language": pl.Series([LANGUAGE[loc] for loc in locales],
-                                  dtype=pl.String).gather(home),
-            "dial": pl.Series([DIAL[loc] for loc in locales], dtype=pl.String).gather(home),
             "afirst": ascii_first.gather(rng.below(cid, st["afirst"], len(ascii_first))),
             "alast": ascii_last.gather(rng.below(cid, st["alast"], len(ascii_last))),
             "domain": domains.gather(rng.below(cid, st["domain"], len(domains))),
@@ -144,6 +139,11 @@ class Population:
             .otherwise(pl.concat_str([house, sp, c("street")])).alias("street_address"),
             "city", "country", "language",
         )
+
+    def _pick(self, name: str, cid: np.ndarray, home: np.ndarray) -> pl.Series:
+        """Each customer's word from its home region's list, hashed on stream `name`."""
+        words, offsets, lengths = self._pii_words[name]
+        return words.gather(offsets[home] + rng.below(cid, self.st[name], lengths[home]))
 
     def _region_words(self, lists: dict[str, np.ndarray]) -> tuple[pl.Series, np.ndarray,
                                                                      np.ndarray]:

@@ -37,7 +37,7 @@ class LakeConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not (self.sf > 0):
+        if not (0 < self.sf < float("inf")):
             raise ConfigError(f"--sf must be a positive number, got {self.sf}")
         if self.seed < 0 or self.seed >= 2**32:
             raise ConfigError(f"--seed must be in [0, 2^32), got {self.seed}")

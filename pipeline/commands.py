@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,30 @@ def _request(customers: Path | None, ids: str | None) -> ErasureRequest:
     if (customers is None) == (ids is None):
         raise RequestError("give exactly one of --customers FILE or --ids 1,2,3")
     return read_request(customers) if customers is not None else parse_ids(ids or "")
+
+
+def check_output_file(path: Path | None, flag: str) -> None:
+    """Refuse, before any work, an output path that cannot be written (a job must not run to
+    its end and then fail on its receipt)."""
+    if path is None:
+        return
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise RequestError(f"{flag} {path} is a directory: give a file path")
+    if not parent.is_dir():
+        raise RequestError(f"{flag} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise RequestError(f"{flag} {path} cannot be written")
+
+
+def check_workers(workers: int) -> None:
+    if workers < 0:
+        raise RequestError(f"--workers must be 0 (automatic) or more, got {workers}")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _human(n: float) -> str:
@@ -97,18 +122,19 @@ def scrub(
         help="Table formats: run the format's DELETE only; `voicescrub purge` later")] = False,
 ) -> None:
     """Erase customers from every table, region and replica of the lake."""
-    import os
-
     from pipeline import formats, strategies
-    from pipeline.scrub import plan_scrub, run_scrub
+    from pipeline.commit import CommitError
+    from pipeline.scrub import VerificationError, plan_scrub, run_scrub
 
-    workers = workers or (os.cpu_count() or 1) + 1  # fsync waits leave a core idle otherwise
     try:
         if verify not in ("default", "deep"):
             raise RequestError(f"--verify must be default or deep, got {verify!r}")
+        check_workers(workers)
+        check_output_file(receipt, "--receipt")
         request = _request(customers, ids)
-        if strategy not in formats.available():
-            strategies.get(strategy)
+        known = [*strategies.available(), *formats.available()]
+        if strategy not in known:
+            raise RequestError(f"unknown strategy {strategy!r}; available: {', '.join(known)}")
         the_lake = Lake.open(lake, lineage)
         lake_format = (the_lake.manifest or {}).get("format")
         if lake_format or strategy in formats.available():
@@ -127,13 +153,13 @@ def scrub(
             the_lake.validate()
     except (RequestError, LakeError) as e:
         raise _fail(str(e)) from None
-    except KeyError as e:
-        raise _fail(e.args[0]) from None
+    workers = workers or (os.cpu_count() or 1) + 1  # fsync waits leave a core idle otherwise
     if dry_run:
         plan = plan_scrub(the_lake, request, workers)
         print_plan(plan, the_lake)
         unknown = len(np.setdiff1d(request.ids, plan.present_ids))
-        out.print(f"{len(request):,} customers requested, {unknown:,} not found in any table")
+        out.print(f"{_plural(len(request), 'customer')} requested, {unknown:,} not found in "
+                  "any table")
         return
     with phase_progress("resolve") as progress:
         try:
@@ -141,12 +167,20 @@ def scrub(
                                 receipt_path=receipt, progress=progress)
         except LakeError as e:
             raise _fail(str(e)) from None
+        except CommitError as e:
+            raise _fail(f"{e} — the file is unchanged; re-run the same command to finish the "
+                        "job", code=1) from None
+        except VerificationError as e:
+            raise _fail(str(e), code=1) from None
     r = outcome.receipt
     if outcome.already_done:
-        out.print(f"job {r['job_id']} already finished on {r['finished_at']}: nothing to do")
+        out.print(f"job {r['job_id']} already finished on {r['finished_at']} "
+                  f"(strategy {r.get('strategy')}), and the lake is as it left it: nothing to do")
+        if outcome.receipt_path is not None:
+            out.print(f"receipt: {outcome.receipt_path}")
         return
     t = r["totals"]
-    out.print(f"erased {t['rows_erased']:,} rows of {r['request']['ids']:,} customers "
+    out.print(f"erased {t['rows_erased']:,} rows of {_plural(r['request']['ids'], 'customer')} "
               f"({r['request']['unknown_ids']:,} unknown) with {r['strategy']}: "
               f"{t['files_rewritten']:,} of {t['files']:,} files rewritten, "
               f"{_human(t['bytes_read'])} read, {_human(t['bytes_written'])} written, "
@@ -185,11 +219,13 @@ def audit(
     limit: Annotated[int, typer.Option(help="Findings listed on screen")] = 20,
 ) -> None:
     """Read every file under the lake root; exit 1 if any trace of the customers is left."""
-    import os
-
     from pipeline.audit import run_audit
 
     try:
+        check_workers(workers)
+        if limit < 0:
+            raise RequestError(f"--limit must be 0 or more, got {limit}")
+        check_output_file(json_out, "--json")
         request = _request(customers, ids)
         the_lake = Lake.open(lake, lineage)
     except (RequestError, LakeError) as e:
@@ -209,7 +245,7 @@ def audit(
             out.print(f"… and {len(residue) - limit:,} more findings (--json for all)")
     mentions = [f for f in report.findings if f.possible]
     out.print(f"read {report.files_read:,} files ({_human(report.bytes_read)}) for "
-              f"{report.customers:,} customers: "
+              f"{_plural(report.customers, 'customer')}: "
               f"logically visible {report.visible_rows:,}, "
               f"physically present but hidden {report.hidden_rows:,}, "
               f"possible name mentions {sum(f.rows for f in mentions):,} "

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.commands import _fail, _human, err, out, phase_progress
-from pipeline.intake import ErasureRequest
+from pipeline.commands import _fail, _human, check_output_file, err, out, phase_progress
+from pipeline.intake import ErasureRequest, RequestError
 from pipeline.lake import Lake, LakeError
 
 
@@ -100,13 +100,16 @@ def purge(
     from pipeline.format_scrub import FormatVerificationError, run_purge
 
     try:
+        check_output_file(receipt, "--receipt")
         the_lake = Lake.open(lake)
         check_format_strategy(the_lake, strategy, False)
-    except LakeError as e:
+    except (LakeError, RequestError) as e:
         raise _fail(str(e)) from None
     with err.status(f"{strategy}: purge"):
         try:
             r, path = run_purge(_format_lake(the_lake), strategy, receipt_path=receipt)
+        except LakeError as e:
+            raise _fail(str(e)) from None
         except FormatVerificationError as e:
             raise _fail(str(e), 1) from None
     ph = r["physical"]

@@ -36,6 +36,7 @@ from pipeline.formats import get as get_format
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal, keyed_hashes, lake_secret
 from pipeline.lake import SCRUB_DIR
+from pipeline.lock import lake_lock
 from pipeline.plan import key_array, match
 from pipeline.receipt import engine_versions
 from pipeline.rowhash import row_checksum
@@ -205,7 +206,8 @@ def run_format_scrub(flake: FormatLake, request: ErasureRequest, strategy: str, 
                      receipt_path: Path | None = None) -> tuple[dict, Path]:
     fmt = _format_of(flake, strategy)
     try:
-        return _scrub(flake, fmt, request, logical_only, verify, receipt_path)
+        with lake_lock(flake.root):
+            return _scrub(flake, fmt, request, logical_only, verify, receipt_path)
     finally:
         fmt.release(flake)
 
@@ -253,6 +255,12 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
 def run_purge(flake: FormatLake, strategy: str, *, verify: bool = True,
               receipt_path: Path | None = None) -> tuple[dict, Path]:
     """The physical step for every job waiting for it."""
+    with lake_lock(flake.root, "purge"):
+        return _run_purge(flake, strategy, verify, receipt_path)
+
+
+def _run_purge(flake: FormatLake, strategy: str, verify: bool,
+               receipt_path: Path | None) -> tuple[dict, Path]:
     fmt = _format_of(flake, strategy)
     pending = _pending(flake)
     try:

@@ -12,8 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+_MAX_ID = 2**63 - 1
+# requests come from other systems, whose clocks may run a little ahead of this one
+_CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 class RequestError(ValueError):
@@ -45,6 +50,8 @@ def read_request(path: Path) -> ErasureRequest:
     path = Path(path)
     if not path.exists():
         raise RequestError(f"request file {path} does not exist")
+    if path.is_dir():
+        raise RequestError(f"request file {path} is a directory")
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -62,7 +69,7 @@ def read_request(path: Path) -> ErasureRequest:
                                "(use .csv, .parquet or .jsonl)")
     except RequestError:
         raise
-    except (pa.ArrowInvalid, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (pa.ArrowInvalid, json.JSONDecodeError, UnicodeDecodeError, OverflowError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RequestError(f"{path}: cannot be read as a request: {first}") from None
     if "customer_id" not in table.column_names:
@@ -79,13 +86,25 @@ def _build(column: pa.ChunkedArray | pa.Array, requested: pa.ChunkedArray | None
     if column.null_count:
         raise RequestError(f"{source}: {column.null_count} empty customer_id value(s)")
     if pa.types.is_integer(column.type):
+        if pa.types.is_unsigned_integer(column.type) and len(column) and \
+                pc.max(column).as_py() > _MAX_ID:
+            raise RequestError(f"{source}: customer_id {pc.max(column).as_py()} is too large "
+                               "(ids are 64-bit signed integers)")
         ids = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
     else:
         text = np.asarray(column.cast(pa.string()).to_pylist(), dtype=object)
         bad = [t for t in text if not str(t).strip().lstrip("-").isdigit()]
         if bad:
             raise RequestError(f"{source}: customer_id {bad[0]!r} is not an integer")
-        ids = np.array([int(str(t).strip()) for t in text], dtype=np.int64)
+        values = [int(str(t).strip()) for t in text]
+        negative = [v for v in values if v < 0]
+        if negative:
+            raise RequestError(f"{source}: customer_id {negative[0]} is negative")
+        big = [v for v in values if v > _MAX_ID]
+        if big:
+            raise RequestError(f"{source}: customer_id {big[0]} is too large "
+                               "(ids are 64-bit signed integers)")
+        ids = np.array(values, dtype=np.int64) if values else np.zeros(0, np.int64)
     if (ids < 0).any():
         raise RequestError(f"{source}: customer_id {int(ids[ids < 0][0])} is negative")
     unique = np.unique(ids)
@@ -96,5 +115,8 @@ def _build(column: pa.ChunkedArray | pa.Array, requested: pa.ChunkedArray | None
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise RequestError(f"{source}: requested_at is not a timestamp") from None
         first = min(t for t in ts.to_pylist() if t is not None)
-        when = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
+        first = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
+        if first > when + _CLOCK_SKEW:
+            raise RequestError(f"{source}: requested_at {first.isoformat()} is in the future")
+        when = min(first, when)  # a request stamped a little ahead by another clock
     return ErasureRequest(unique, when, source, len(ids) - len(unique))

@@ -66,14 +66,25 @@ class Journal:
         self._log = None
 
     @classmethod
-    def for_request(cls, root: Path, ids: np.ndarray, create: bool = True) -> Journal | None:
+    def for_request(cls, root: Path, ids: np.ndarray, create: bool = True,
+                    fingerprint: str | None = None) -> Journal | None:
         """The job of a request (its id is a keyed hash of the ids); with create=False, None
-        when the lake has no receipt key yet, so nothing is written before validation."""
+        when the lake has no receipt key yet, so nothing is written before validation.
+
+        With the lake's `fingerprint`, a finished job stands for the request only while the
+        lake is as that job left it. Once the lake has changed (data ingested, other jobs
+        run), the same ids are a new request: the next job of the series (`<id>-1`, `-2`, …),
+        so a customer who asks again is erased again and every receipt is kept."""
         secret = lake_secret(root, create)
         if secret is None:
             return None
-        digest = hashlib.sha256(secret + np.asarray(ids, np.int64).tobytes())
-        return cls(root, digest.hexdigest()[:16])
+        base = hashlib.sha256(secret + np.asarray(ids, np.int64).tobytes()).hexdigest()[:16]
+        job, n = cls(root, base), 0
+        while fingerprint is not None and job.finished and \
+                job.receipt().get("lake_fingerprint", fingerprint) != fingerprint:
+            n += 1
+            job = cls(root, f"{base}-{n}")
+        return job
 
     # --- state -------------------------------------------------------------------------
     @property

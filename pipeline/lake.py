@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -98,6 +99,20 @@ class Lake:
             out.append(DataFile(table, rel, pq.ParquetFile(p).metadata.num_rows,
                                 p.stat().st_size, partition_of(rel)))
         return out
+
+    def fingerprint(self) -> str:
+        """What the lake holds, in one digest: its manifest (every file's rows and bytes), or
+        for a lake without one, the path, size and mtime of every data file."""
+        h = hashlib.sha256()
+        if (self.root / MANIFEST).exists():
+            h.update((self.root / MANIFEST).read_bytes())
+        else:
+            for table in self.tables():
+                for p in sorted((self.root / table).rglob("*.parquet")):
+                    st = p.stat()
+                    h.update(f"{p.relative_to(self.root).as_posix()}\0{st.st_size}\0"
+                             f"{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
 
     def validate(self) -> None:
         """The files on disk are the manifest's: same set, same sizes, no stray data file."""

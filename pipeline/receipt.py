@@ -121,6 +121,12 @@ def build_receipt(lake: Lake, request: ErasureRequest, plan: ScrubPlan, strategy
     }
 
 
+def write_receipt_copy(receipt: dict, path: Path) -> Path:
+    """The receipt, also at a path the user named (`--receipt`)."""
+    Path(path).write_text(json.dumps(receipt, indent=1))
+    return Path(path)
+
+
 def write_receipt(lake: Lake, job_id: str, receipt: dict, extra: Path | None) -> Path:
     receipt["job_id"] = job_id
     text = json.dumps(receipt, indent=1)
@@ -129,7 +135,5 @@ def write_receipt(lake: Lake, job_id: str, receipt: dict, extra: Path | None) ->
     path = d / f"{job_id}.json"
     path.write_text(text)
     if extra is not None:
-        Path(extra).parent.mkdir(parents=True, exist_ok=True)
-        Path(extra).write_text(text)
-        return Path(extra)
+        return write_receipt_copy(receipt, extra)
     return path

@@ -35,8 +35,9 @@ from pipeline.faults import crashpoint
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal
 from pipeline.lake import DataFile, Lake, open_parquet
+from pipeline.lock import lake_lock
 from pipeline.plan import FilePlan, Planner, Rule
-from pipeline.receipt import build_receipt, write_receipt
+from pipeline.receipt import build_receipt, write_receipt, write_receipt_copy
 from pipeline.resolve import resolve_keys
 from pipeline.strategies.base import RewriteResult, RewriteTask
 
@@ -141,12 +142,28 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
               verify: str = "default", receipt_path: Path | None = None,
               progress: Progress | None = None) -> ScrubOutcome:
     """Erase the request's customers from every table, region and replica of the lake."""
+    with lake_lock(lake.root):
+        return _run_scrub(lake, request, strategy_name, workers=workers, verify=verify,
+                          receipt_path=receipt_path, progress=progress)
+
+
+def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, workers: int,
+               verify: str, receipt_path: Path | None, progress: Progress | None
+               ) -> ScrubOutcome:
     t_start = time.perf_counter()
     started_at = dt.datetime.now(dt.UTC)
     strategy = strategies.get(strategy_name)
-    journal = Journal.for_request(lake.root, request.ids, create=False)
+    fingerprint = lake.fingerprint()
+    journal = Journal.for_request(lake.root, request.ids, create=False, fingerprint=fingerprint)
     if journal is not None and journal.finished:
-        return ScrubOutcome(journal.receipt(), None, None, already_done=True)
+        # Nothing changed since this request's job finished (else for_request would have
+        # named the next job): a no-op, once the files are checked to still be the
+        # manifest's (rows added behind its back must not pass as done).
+        lake.validate()
+        done = journal.receipt()
+        if receipt_path is not None:
+            receipt_path = write_receipt_copy(done, receipt_path)
+        return ScrubOutcome(done, receipt_path, None, already_done=True)
     seconds: dict[str, float] = {}
     cache: dict = {}  # key resolution's plans of the mapping tables, reused by the scrub
     if journal is not None and journal.started:
@@ -154,7 +171,7 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
         resumed = True
     else:
         lake.validate()  # before anything is written, the receipt key included
-        journal = Journal.for_request(lake.root, request.ids)
+        journal = Journal.for_request(lake.root, request.ids, fingerprint=fingerprint)
         keys = resolve_keys(lake, request.ids, workers, cache)
         saved = {"complete": False}
         journal.start(keys, saved)
@@ -186,6 +203,8 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
                **{f"workers_{k}": v for k, v in run.worker_seconds.items()}}
     receipt = build_receipt(lake, request, plan, strategy, results, changed, checks, timings,
                             started_at=started_at, resumed=resumed, verify=verify)
+    # the lake as this job leaves it: a re-run of the request is a no-op only while it holds
+    receipt["lake_fingerprint"] = lake.fingerprint()
     path = write_receipt(lake, journal.job_id, receipt, receipt_path)
     crashpoint("after_receipt")
     if not checks["passed"]:

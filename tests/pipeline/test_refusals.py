@@ -31,6 +31,14 @@ def scrub(lake: Path, *args: str):  # noqa: ANN201
     (None, ["--ids", "1,2", "--strategy", "nope"], "unknown strategy 'nope'"),
     (None, [], "exactly one of --customers"),
     (None, ["--ids", "1", "--verify", "sometimes"], "--verify must be"),
+    (None, ["--ids", "99999999999999999999"], "is too large"),
+    ("customer_id\n99999999999999999999\n", ["--customers", "{tmp}/r.csv"], "is too large"),
+    ("customer_id,requested_at\n7,2999-01-01T00:00:00Z\n", ["--customers", "{tmp}/r.csv"],
+     "is in the future"),
+    (None, ["--customers", "{tmp}"], "is a directory"),
+    (None, ["--ids", "1", "--workers", "-1"], "--workers must be"),
+    (None, ["--ids", "1", "--receipt", "{tmp}/no/such/dir/r.json"], "does not exist"),
+    (None, ["--ids", "1", "--receipt", "{tmp}"], "is a directory"),
 ])
 def test_bad_request(date_src: Path, tmp_path: Path, setup: str | None, args: list[str],
                      message: str) -> None:
@@ -118,3 +126,23 @@ def test_lineage_errors(tmp_path: Path) -> None:
     (tmp_path / "lake").mkdir()
     with pytest.raises(LakeError, match="unknown key 'order_id'"):
         Lake.open(tmp_path / "lake", tmp_path / "l.json")
+
+
+def test_unknown_strategy_lists_the_table_formats_too(date_src: Path, tmp_path: Path) -> None:
+    result = scrub(snapshot(date_src, tmp_path / "lake"), "--ids", "1", "--strategy", "nope")
+    assert result.exit_code == 2
+    assert "arrow" in result.output and "delta" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--json", "{tmp}/no/such/dir/a.json"], "does not exist"),
+    (["--limit", "-1"], "--limit must be"),
+    (["--workers", "-2"], "--workers must be"),
+])
+def test_bad_audit_arguments_are_refused_before_reading(date_src: Path, tmp_path: Path,
+                                                        args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["audit", "--lake", str(date_src), "--ids", "7",
+                                 *[a.format(tmp=tmp_path) for a in args]])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "read " not in result.output  # refused before the audit ran

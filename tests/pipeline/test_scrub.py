@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from generators.schemas import TABLES
 from pipeline.audit import run_audit
 from pipeline.intake import ErasureRequest
-from pipeline.lake import Lake
+from pipeline.lake import Lake, LakeError
 from pipeline.scrub import run_scrub
 from tests.pipeline.conftest import lake_digest, snapshot
 
@@ -258,3 +258,51 @@ def test_a_failed_rewrite_leaves_no_file_open(date_src: Path, tmp_path: Path,
     with pytest.raises(RuntimeError, match="disk on fire"):
         run_scrub(Lake.open(lake), request([3, 4]), "arrow", workers=2)
     assert not _parquet_open_under(lake)
+
+
+def test_a_job_on_a_lake_another_job_holds_is_refused(date_src: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.lock import lake_lock
+
+    lake_dir = snapshot(date_src, tmp_path / "lake")
+    before = lake_digest(lake_dir)
+    with lake_lock(lake_dir):  # another job, mid-way
+        result = CliRunner().invoke(app, ["scrub", "--lake", str(lake_dir), "--ids", "7"])
+        assert result.exit_code == 2, result.output
+        assert "another job" in result.output
+        with pytest.raises(LakeError, match="another job"):
+            run_scrub(Lake.open(lake_dir), request([7]), "arrow", workers=2)
+        assert lake_digest(lake_dir) == before
+    # released with its holder: the job runs
+    assert run_scrub(Lake.open(lake_dir), request([7]), "arrow", workers=2).receipt
+
+
+def test_a_request_made_again_after_the_lake_changed_is_a_new_job(date_src: Path,
+                                                                   tmp_path: Path) -> None:
+    lake_dir = snapshot(date_src, tmp_path / "lake")
+    first = run_scrub(Lake.open(lake_dir), request([7]), "arrow", workers=2)
+    copy = tmp_path / "copy.json"
+    again = run_scrub(Lake.open(lake_dir), request([7]), "arrow", workers=2, receipt_path=copy)
+    assert again.already_done  # nothing changed: a no-op, its receipt handed out again
+    assert json.loads(copy.read_text())["job_id"] == first.receipt["job_id"]
+    run_scrub(Lake.open(lake_dir), request([8]), "arrow", workers=2)  # the lake changes
+    later = run_scrub(Lake.open(lake_dir), request([7]), "arrow", workers=2)
+    assert not later.already_done
+    assert later.receipt["job_id"] == first.receipt["job_id"] + "-1"
+    receipts = lake_dir / "_scrub" / "receipts"
+    assert (receipts / f"{first.receipt['job_id']}.json").exists()  # the first one is kept
+    assert (receipts / f"{later.receipt['job_id']}.json").exists()
+    assert run_scrub(Lake.open(lake_dir), request([7]), "arrow", workers=2).already_done
+
+
+def test_a_finished_request_is_not_done_when_rows_came_back_behind_the_manifest(
+        date_src: Path, tmp_path: Path) -> None:
+    lake_dir = snapshot(date_src, tmp_path / "lake")
+    run_scrub(Lake.open(lake_dir), request([7]), "arrow", workers=2)
+    original = sorted((date_src / "customers").rglob("*.parquet"))[0]
+    stray = lake_dir / original.relative_to(date_src).with_name("part-00099.parquet")
+    stray.write_bytes(original.read_bytes())  # customer 7's row is back, unlisted
+    with pytest.raises(LakeError, match="not in the manifest"):
+        run_scrub(Lake.open(lake_dir), request([7]), "arrow", workers=2)

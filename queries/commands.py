@@ -17,7 +17,7 @@ from rich.table import Table
 from queries.named import QueryError, list_queries, load_query, parse_params, run_named
 from queries.render import DEFAULT_ROWS, FORMATS, show, write
 from queries.shell import Shell, stdin_lines
-from queries.views import connect, view_sql
+from queries.views import ViewsError, connect, view_sql
 
 LakeOption = Annotated[Path, typer.Option(help="Lake root (holds _lake.json)")]
 
@@ -44,6 +44,8 @@ def _lake_errors(lake: Path) -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as e:
+        raise _fail(str(e)) from None
+    except ViewsError as e:
         raise _fail(str(e)) from None
     except (ValueError, KeyError) as e:  # a manifest that is not JSON or lacks a field
         raise _fail(f"cannot read the manifest of {lake}: {_first_line(e)}") from None

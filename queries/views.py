@@ -141,12 +141,17 @@ def view_sql(lake: Path) -> str:
     return header + "\n\n".join(sql for _, sql in view_statements(lake)) + "\n"
 
 
+class ViewsError(ValueError):
+    """The views cannot be made as asked (the manifest itself is fine)."""
+
+
 def connect(lake: Path, db: str = ":memory:") -> duckdb.DuckDBPyConnection:
     """A DuckDB connection (in memory, or the database file `db`) with the lake's views."""
     manifest = read_manifest(Path(lake))  # before creating any db file
     if manifest.get("format") and db != ":memory:":
-        raise ValueError(f"{lake} is a {manifest['format']} lake: its views read through the "
-                         "format in-process, a database file could not reopen them")
+        raise ViewsError(f"{lake} is a {manifest['format']} lake: its views read through the "
+                         "format in-process, a database file could not reopen them (use "
+                         "`voicescrub query` or `voicescrub shell` on it)")
     statements = None if manifest.get("format") else view_statements(lake)
     con = duckdb.connect(db)
     # The lake stores UTC instants: show them as such, whatever the machine's time zone.

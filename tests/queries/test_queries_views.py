@@ -148,3 +148,21 @@ def test_polars_reads_every_table(lake: Path, manifest: dict, table: str) -> Non
     assert schema["region"] == pl.String
     if table == "usage_daily":
         assert schema["date"] == pl.Date
+
+
+def test_views_file_of_a_format_lake_is_refused_for_what_it_is(lakes: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    flake = tmp_path / "flake"
+    flake.mkdir()
+    manifest = json.loads((lakes["date"] / MANIFEST).read_text())
+    (flake / MANIFEST).write_text(json.dumps({**manifest, "format": "delta"}))
+    result = CliRunner().invoke(app, ["views", "--lake", str(flake), "--db",
+                                      str(tmp_path / "v.duckdb")])
+    assert result.exit_code == 2
+    assert "is a delta lake" in result.output
+    assert "cannot read the manifest" not in result.output
+    assert not (tmp_path / "v.duckdb").exists()

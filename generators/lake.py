@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from generators.vocab import Vocab, build_vocab
 from generators.writer import TableFile, writer_settings
 
 MANIFEST = "_lake.json"
+UNFINISHED = ".voicescrub-unfinished"  # present while a lake is written
 SPILL = "_spill"
 CUSTOMER_SLICE = 1 << 16
 
@@ -419,11 +421,53 @@ def _main_module_hidden() -> Iterator[None]:
             main.__dict__.update(saved)
 
 
-def check_output(out: Path, force: bool) -> None:
+def check_output(out: Path, force: bool, error: type[ValueError] = ConfigError) -> None:
+    """Refuse an --out that may not be (re)placed by a new lake, before anything is deleted:
+    writing one deletes a non-empty --out, so --force replaces only a previous lake (a directory
+    holding _lake.json) or an empty directory. `error` is the caller's refusal (convert has its
+    own)."""
+    out = Path(out)
+    try:
+        _check_not_cwd(out, error)
+        _check_replaceable(out, force, error)
+        _check_creatable(out, error)
+    except OSError as e:  # e.g. a parent we may not read: one line, not a traceback
+        raise error(f"--out {out}: {e.strerror or e}") from None
+
+
+def _check_not_cwd(out: Path, error: type[ValueError]) -> None:
+    """Replacing the current directory or a parent of it would delete where we stand."""
+    here = Path.cwd().resolve()
+    target = out.resolve()
+    if target == here or target in here.parents:
+        raise error(f"--out {out} is the current directory or one of its parents: give a "
+                    "directory of its own")
+
+
+def _check_replaceable(out: Path, force: bool, error: type[ValueError]) -> None:
+    if out.is_symlink():  # rmtree refuses a link, and what it points to is not ours to delete
+        raise error(f"--out {out} is a symbolic link: give the directory itself")
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ConfigError(f"--out {out} is not empty (use --force to replace it)")
+        raise error(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise error(f"--out {out} is not empty (use --force to replace it)")
+        if not (out / MANIFEST).is_file() and not (out / UNFINISHED).is_file():
+            raise error(f"--out {out} is not empty and holds no lake ({MANIFEST}): --force "
+                        "replaces only a previous lake; choose another --out or empty it")
+
+
+def _check_creatable(out: Path, error: type[ValueError]) -> None:
+    """--out (and its missing parents) will be created in its nearest existing parent: probe
+    that it can be, so a bad path is one line now rather than a traceback later (os.access
+    says yes to root even where nothing can be created, as in /proc)."""
+    parent = next(p for p in out.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise error(f"--out {out}: {parent} is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".voicescrub-probe-", dir=parent))
+    except OSError as e:
+        raise error(f"--out {out} cannot be created in {parent}: {e.strerror or e}") from None
 
 
 def generate(cfg: LakeConfig, out: Path, force: bool = False,
@@ -434,6 +478,7 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    mark_unfinished(out)
     vocab = build_vocab(cfg.seed)
     first, second = plan_units(cfg)
     total = len(first) + len(second)
@@ -480,7 +525,15 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
                                           "parent": round(peak_rss_mb(), 1)}
     manifest["generation_arrow_pool"] = sorted(pools)  # the Arrow allocator the units ran on
     write_manifest(out, manifest)
+    (out / UNFINISHED).unlink()
     return manifest
+
+
+def mark_unfinished(out: Path) -> None:
+    """A lake being written: until its manifest is, this marker lets --force replace what a
+    crashed run left (which has no manifest) without letting it replace any other directory."""
+    (out / UNFINISHED).write_text("a voicescrub lake being written; remove it with its "
+                                  "directory if the run that wrote it is gone\n")
 
 
 def build_manifest(cfg: LakeConfig, records: list[dict], seconds: float) -> dict:

@@ -230,7 +230,10 @@ def audit(
         the_lake = Lake.open(lake, lineage)
     except (RequestError, LakeError) as e:
         raise _fail(str(e)) from None
-    report = run_audit(the_lake, request.ids, workers or os.cpu_count() or 1)
+    try:
+        report = run_audit(the_lake, request.ids, workers or os.cpu_count() or 1)
+    except LakeError as e:  # e.g. a table-format lake that was moved or copied
+        raise _fail(str(e)) from None
     if json_out:
         json_out.write_text(json.dumps(report.to_json(), indent=1))
     residue = report.residue

@@ -75,9 +75,7 @@ def convert(
         if to not in available():
             raise ConvertError(f"--to must be one of {', '.join(available())}, got {to!r}")
         src = Lake.open(lake)
-        check_target(out_dir, force)
-        if out_dir.resolve() == src.root.resolve():
-            raise ConvertError("--out must differ from --lake")
+        check_target(out_dir, force, src.root)
     except (ConvertError, LakeError) as e:
         raise _fail(str(e)) from None
     with phase_progress("convert") as progress:

@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.lake import LakeError
 from queries.named import QueryError, list_queries, load_query, parse_params, run_named
 from queries.render import DEFAULT_ROWS, FORMATS, show, write
 from queries.shell import Shell, stdin_lines
@@ -45,7 +46,7 @@ def _lake_errors(lake: Path) -> Iterator[None]:
         yield
     except FileNotFoundError as e:
         raise _fail(str(e)) from None
-    except ViewsError as e:
+    except (ViewsError, LakeError) as e:  # their messages say what is wrong as they stand
         raise _fail(str(e)) from None
     except (ValueError, KeyError) as e:  # a manifest that is not JSON or lacks a field
         raise _fail(f"cannot read the manifest of {lake}: {_first_line(e)}") from None

@@ -37,7 +37,18 @@ class FormatLake:
     def open(cls, root: Path) -> FormatLake:
         manifest = json.loads((Path(root) / MANIFEST).read_text())
         lineage = from_json(manifest["lineage"]) if "lineage" in manifest else VOICE_LAKE
-        return cls(Path(root), manifest, lineage)
+        flake = cls(Path(root), manifest, lineage)
+        flake.check_in_place()
+        return flake
+
+    def check_in_place(self) -> None:
+        """Refuse, before anything reads or writes it, a lake its format cannot use where it
+        is (a copied Iceberg lake still names the original's files)."""
+        from pipeline.formats import available
+
+        fmt = available().get(self.manifest.get("format"))
+        if fmt is not None:
+            fmt().check_in_place(self)
 
     @property
     def format(self) -> str:
@@ -94,6 +105,10 @@ class TableFormat(ABC):
 
     def finish_conversion(self, flake: FormatLake) -> None:  # noqa: B027 - optional hook
         """Anything the format does once all tables are loaded."""
+
+    def check_in_place(self, flake: FormatLake) -> None:  # noqa: B027 - optional hook
+        """Raise a LakeError if the lake's metadata names files outside its root (a copied or
+        moved lake whose format records absolute paths): nothing may be read or written."""
 
     # --- reading the current snapshot ---------------------------------------------------------
     @abstractmethod

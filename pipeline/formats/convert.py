@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from generators.lake import MANIFEST
+from generators.lake import MANIFEST, UNFINISHED, check_output, mark_unfinished
 from pipeline.formats import get
 from pipeline.formats.base import FORMAT_VERSION, FormatLake
 from pipeline.lake import Lake, LakeError
@@ -74,9 +74,18 @@ def format_writer(lake: Lake, table: str) -> dict:
     return writer
 
 
-def check_target(out: Path, force: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ConvertError(f"{out} exists and is not empty (use --force to replace it)")
+def check_target(out: Path, force: bool, source: Path | None = None) -> None:
+    """Refuse an --out the conversion may not write or replace (see check_output: --force
+    replaces only a previous lake or an empty directory), or one nested with the source lake,
+    which replacing or filling --out would damage."""
+    check_output(out, force, ConvertError)
+    if source is not None:
+        target, src = Path(out).resolve(), Path(source).resolve()
+        if target == src:
+            raise ConvertError("--out must differ from --lake")
+        if target.is_relative_to(src) or src.is_relative_to(target):
+            raise ConvertError(f"--out {out} and the source lake {source} are inside one "
+                               "another: give an --out apart from the lake")
 
 
 def convert(lake: Lake, fmt_name: str, out: Path, force: bool = False,
@@ -89,11 +98,14 @@ def convert(lake: Lake, fmt_name: str, out: Path, force: bool = False,
     if lake.manifest.get("format"):
         raise LakeError(f"{lake.root} is already a {lake.manifest['format']} lake")
     fmt = get(fmt_name)
-    check_target(out, force)
+    check_target(out, force, lake.root)
     lake.validate()
+    # resolved: formats that record absolute paths (Iceberg) must find them from any directory
+    out = Path(out).resolve()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    mark_unfinished(out)
     manifest = {k: v for k, v in lake.manifest.items() if k != "tables"}
     manifest.update(format=fmt.name, format_version=FORMAT_VERSION,
                     source_lake=str(lake.root.resolve()), lineage=lake.lineage.to_json(),
@@ -125,6 +137,7 @@ def convert(lake: Lake, fmt_name: str, out: Path, force: bool = False,
     fmt.release(flake)
     manifest["conversion_seconds"] = round(time.perf_counter() - t_start, 3)
     flake.write_manifest()
+    (out / UNFINISHED).unlink()
     if progress:
         progress("convert", len(tables), len(tables))
     return flake

@@ -11,24 +11,113 @@ the metadata, it deletes no file):
 2. expire every snapshot but the current one;
 3. delete every file under the table's location that the current metadata does not reference:
    old data files, old manifests and manifest lists, old metadata.json files.
+
+Where it lives: the catalog and every metadata file name the lake's files by absolute path, so
+an Iceberg lake works only where it was converted. A copied or moved one still names the
+original's files: reading it would read the original, and a purge would delete the original's
+files and leave the copy's. Opening a lake (`check_in_place`) and loading a table therefore
+refuse any location outside the lake root, before anything is read or written.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pyarrow as pa
 
 from pipeline.formats.base import FormatLake, StepResult, TableFormat
+from pipeline.lake import LakeError
 
 NAMESPACE = "lake"
 APPEND_ROWS = 1 << 20  # rows per append while converting (bounded memory)
 
 
+# table properties that move where pyiceberg writes a table's files away from its location
+WRITE_PATH_PROPERTIES = ("write.data.path", "write.metadata.path")
+
+
+class LakeMovedError(LakeError):
+    """An Iceberg lake whose metadata names files outside its root (it was copied or moved)."""
+
+
 def _path(uri: str) -> str:
     return uri.removeprefix("file://")
+
+
+def _local_path(uri: str) -> Path | None:
+    """The local path a location names, as pyiceberg reads it (the "host" of a file:// URI is
+    the start of a relative path); None for another filesystem (s3://…)."""
+    u = urlparse(uri)
+    if u.scheme == "file":
+        return Path(u.netloc + u.path)
+    return Path(uri) if not u.scheme else None
+
+
+def _outside(root: Path, uri: str) -> bool:
+    """Does `uri` name something outside the (resolved) lake root?"""
+    local = _local_path(uri)
+    return local is None or not local.resolve().is_relative_to(root)
+
+
+def _where(uri: str) -> str:
+    """The lake root a location belongs to (`<root>/iceberg/warehouse/…`), else the location."""
+    local = _local_path(uri)
+    parts = local.parts if local is not None else ()
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i:i + 2] == ("iceberg", "warehouse"):
+            return str(Path(*parts[:i])) if i else "."
+    return uri
+
+
+def moved_error(flake: FormatLake, uri: str) -> LakeMovedError:
+    local = _local_path(uri)
+    command = (f"voicescrub convert --lake {flake.manifest.get('source_lake', 'SOURCE')} "
+               f"--to iceberg --out {flake.root} --force")
+    if local is not None and not local.is_absolute():  # converted before locations were resolved
+        return LakeMovedError(
+            f"{flake.root} is an Iceberg lake whose metadata holds paths relative to the "
+            f"directory it was converted from ({_where(uri)}): use it from there, or convert "
+            f"it again ({command})")
+    return LakeMovedError(
+        f"{flake.root} is an Iceberg lake that was moved or copied (its metadata holds absolute "
+        f"paths to another place: {_where(uri)}): convert it again at its new place "
+        f"({command})")
+
+
+def check_locations(flake: FormatLake, uris: Iterable[str]) -> None:
+    """Refuse (LakeMovedError) if one of `uris` is outside the lake root."""
+    root = flake.root.resolve()
+    for uri in uris:
+        if _outside(root, uri):
+            raise moved_error(flake, uri)
+
+
+def _catalog_locations(db: Path) -> list[str]:
+    """Every location the sqlite catalog holds: tables' metadata files and any namespace
+    location (the warehouse itself is not stored: `catalog()` puts it in the root). Read-only:
+    a refused lake is left byte-identical."""
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT metadata_location FROM iceberg_tables "
+                           "WHERE metadata_location IS NOT NULL").fetchall()
+        rows += con.execute("SELECT property_value FROM iceberg_namespace_properties "
+                            "WHERE property_key = 'location'").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise LakeError(f"cannot read the Iceberg catalog {db}: {e}") from None
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def table_locations(tbl) -> list[str]:  # noqa: ANN001
+    """Where a table's files are and where pyiceberg would write new ones."""
+    props = tbl.properties
+    return [tbl.metadata_location, tbl.location(),
+            *(props[k] for k in WRITE_PATH_PROPERTIES if props.get(k))]
 
 
 class Iceberg(TableFormat):
@@ -40,13 +129,33 @@ class Iceberg(TableFormat):
     def catalog(self, flake: FormatLake):  # noqa: ANN201
         from pyiceberg.catalog.sql import SqlCatalog
 
-        base = flake.root / "iceberg"
+        # resolved: the tables' locations are recorded as given, and a relative one would only
+        # work from the directory the lake was converted in
+        base = flake.root.resolve() / "iceberg"
         base.mkdir(parents=True, exist_ok=True)
         return SqlCatalog("voicescrub", uri=f"sqlite:///{base}/catalog.db",
                           warehouse=f"file://{base}/warehouse")
 
+    def check_in_place(self, flake: FormatLake) -> None:
+        """Refuse a copied or moved lake: the catalog's and every table's locations (its
+        metadata file, its location, its write paths) must be inside the root."""
+        db = flake.root / "iceberg" / "catalog.db"
+        if not db.is_file():
+            return  # nothing converted yet: nothing to read or delete
+        metadata = _catalog_locations(db)
+        check_locations(flake, metadata)  # before any metadata file is read
+        from pyiceberg.table import StaticTable
+
+        for uri in metadata:
+            if uri.endswith(".metadata.json"):
+                check_locations(flake, table_locations(StaticTable.from_metadata(uri)))
+
     def _table(self, flake: FormatLake, table: str):  # noqa: ANN202
-        return self.catalog(flake).load_table(f"{NAMESPACE}.{table}")
+        tbl = self.catalog(flake).load_table(f"{NAMESPACE}.{table}")
+        # every read and write goes through here: also guards a lake not opened by
+        # FormatLake.open
+        check_locations(flake, table_locations(tbl))
+        return tbl
 
     def create_table(self, flake: FormatLake, table: str, schema: pa.Schema,
                      partition_by: list[str], batches: Iterator[pa.RecordBatch],
@@ -145,6 +254,8 @@ class Iceberg(TableFormat):
         res.extra["snapshots_expired"] = len(old)
         keep = _referenced(tbl)
         location = Path(_path(tbl.location()))
+        # the deletion below must never leave the lake, whatever the table was loaded from
+        check_locations(flake, [tbl.location()])
         for p in sorted(location.rglob("*")):
             if p.is_file() and p.as_posix() not in keep:
                 size = p.stat().st_size

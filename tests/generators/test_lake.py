@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from generators.config import LakeConfig
+from generators.config import ConfigError, LakeConfig
 from generators.lake import ARROW_POOL, MANIFEST, _has_jemalloc, _worker_env, generate
 from generators.population import bucket_of_ints, bucket_of_strings
 from generators.schemas import FACT_TABLES, TABLES
@@ -239,3 +239,66 @@ def test_no_replicas(tmp_path: Path) -> None:
     m = generate(LakeConfig(sf=0.002, days=2, workers=1, replicas=False), out)
     assert all(t["replica_rows"] == 0 for t in m["tables"].values())
     assert m["replicas"] == {}
+
+
+# --- --out and --force: only a previous lake is ever replaced ---------------------------------
+def _generate_cli(out: str, *args: str):  # noqa: ANN202
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    return CliRunner().invoke(app, ["generate", "--out", out, "--sf", "0.0001", "--days", "1",
+                                    "--workers", "1", *args])
+
+
+def _one_line(output: str) -> bool:
+    return len([line for line in output.splitlines() if line.strip()]) == 1
+
+
+def test_force_refuses_a_directory_that_is_not_a_lake(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """--force once deleted any directory: the current one (then crashed on it), or a folder of
+    someone's files. It replaces only a previous lake; every other --out is one line, exit 2,
+    and nothing is deleted."""
+    home = tmp_path / "t"
+    (home / "sub").mkdir(parents=True)
+    (home / "precious.txt").write_text("important")
+    for cwd, out, message in ((tmp_path, str(home), "holds no lake"),
+                              (home, ".", "current directory"),
+                              (home / "sub", "..", "current directory")):
+        monkeypatch.chdir(cwd)
+        r = _generate_cli(out, "--force")
+        assert r.exit_code == 2 and message in r.output and _one_line(r.output), r.output
+    assert (home / "precious.txt").read_text() == "important"
+    assert sorted(p.name for p in home.iterdir()) == ["precious.txt", "sub"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc")
+def test_out_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    for out in ("/proc/nope", str(tmp_path / "file" / "lake"), str(tmp_path / "file")):
+        r = _generate_cli(out)
+        assert r.exit_code == 2 and _one_line(r.output), (out, r.output)
+
+
+def test_force_replaces_a_previous_lake(tmp_path: Path) -> None:
+    out = tmp_path / "lake"
+    out.mkdir()
+    (out / MANIFEST).write_text("{}")  # a previous lake: what --force may replace
+    (out / "customers").mkdir()
+    r = _generate_cli(str(out), "--force")
+    assert r.exit_code == 0, r.output
+    assert manifest(out)["sf"] == 0.0001
+
+
+def test_force_replaces_what_a_crashed_run_left(tmp_path: Path) -> None:
+    from generators.lake import UNFINISHED, check_output, mark_unfinished
+
+    out = tmp_path / "lake"
+    out.mkdir()
+    mark_unfinished(out)  # as a run that died before its manifest leaves it
+    (out / "recordings").mkdir()
+    check_output(out, force=True)  # no error: it is (half) a lake
+    (out / UNFINISHED).unlink()
+    with pytest.raises(ConfigError, match="holds no lake"):
+        check_output(out, force=True)

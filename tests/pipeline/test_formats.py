@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,11 @@ from pipeline.format_scrub import resolve_format_keys, run_format_scrub, run_pur
 from pipeline.formats import FormatLake, available, get
 from pipeline.formats.convert import convert
 from pipeline.intake import ErasureRequest
-from pipeline.lake import Lake
+from pipeline.lake import Lake, LakeError
 from pipeline.plan import match
 from pipeline.rowhash import row_checksum
 from pipeline.strategies.base import add64
+from tests.pipeline.conftest import lake_digest, snapshot
 
 FORMATS = list(available())
 runner = CliRunner()
@@ -233,3 +235,74 @@ def test_delta_large_key_sets_go_through_merge(date_src: Path, tmp_path: Path,
     assert receipt["physical"]["verification"]["passed"]
     assert kept_checksums(flake, None) == before
     assert run_audit(Lake.open(flake.root), np.array(ids), names=False).clean
+
+
+# --- a format lake where it is not: copies, relative --out, --force --------------------------
+def test_copied_iceberg_lake_is_refused_and_neither_lake_is_touched(date_src: Path,
+                                                                    tmp_path: Path) -> None:
+    """Iceberg's metadata names files by absolute path: a copy's scrub or purge would erase
+    the original's files and leave its own. Every command refuses it (exit 2), nothing
+    changes on either side, and the original still answers queries."""
+    from queries.views import connect
+
+    original = convert(Lake.open(date_src), "iceberg", tmp_path / "k_iceberg").root
+    copy = Path(shutil.copytree(original, tmp_path / "k2_iceberg"))
+    before = {original: lake_digest(original), copy: lake_digest(copy)}
+    for args in (["scrub", "--strategy", "iceberg", "--ids", "7"],
+                 ["scrub", "--strategy", "iceberg", "--ids", "7", "--logical-only"],
+                 ["purge", "--strategy", "iceberg"]):
+        r = runner.invoke(app, [*args, "--lake", str(copy)])
+        assert r.exit_code == 2, (args, r.output)
+        assert "moved or copied" in r.output and str(original) in r.output, r.output
+    with pytest.raises(LakeError, match="moved or copied"):  # the read paths too
+        connect(copy)
+    with pytest.raises(LakeError, match="moved or copied"):
+        run_audit(Lake.open(copy), np.array([7]), names=False)
+    # a lake not opened through FormatLake.open is refused by the table loads themselves
+    unchecked = FormatLake(copy, json.loads((copy / "_lake.json").read_text()))
+    with pytest.raises(LakeError, match="moved or copied"):
+        run_purge(unchecked, "iceberg")
+    assert {original: lake_digest(original), copy: lake_digest(copy)} == before
+    flake = FormatLake.open(original)
+    assert get("iceberg").row_count(flake, "actions") == flake.table("actions")["rows_stored"]
+
+
+def test_iceberg_converted_to_a_relative_out_works_from_anywhere(
+        date_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "iceberg",
+                            "--out", "rel_iceberg"])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    flake = FormatLake.open(tmp_path / "rel_iceberg")
+    for table in flake.tables():  # read from here: every location was stored absolute
+        assert get("iceberg").row_count(flake, table) == flake.table(table)["rows_stored"]
+
+
+def test_convert_force_replaces_only_a_previous_lake(date_src: Path, tmp_path: Path) -> None:
+    def convert_cli(src: Path, out: Path):  # noqa: ANN202
+        return runner.invoke(app, ["convert", "--lake", str(src), "--to", "delta", "--out",
+                                   str(out), "--force"])
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "precious.txt").write_text("mine")
+    r = convert_cli(date_src, busy)
+    assert r.exit_code == 2 and "holds no lake" in r.output, r.output
+    assert [p.name for p in busy.iterdir()] == ["precious.txt"]
+    # a previous lake that holds the source, and an --out inside the source
+    outer = tmp_path / "outer"
+    src = snapshot(date_src, outer / "src")
+    (outer / "_lake.json").write_text("{}")
+    digest = lake_digest(outer)
+    for out in (outer, src / "new"):
+        r = convert_cli(src, out)
+        assert r.exit_code == 2 and "inside one another" in r.output, r.output
+    assert lake_digest(outer) == digest
+    previous = tmp_path / "previous"  # a previous lake (and only its own files) is replaced
+    previous.mkdir()
+    (previous / "_lake.json").write_text("{}")
+    r = convert_cli(date_src, previous)
+    assert r.exit_code == 0, r.output
+    assert json.loads((previous / "_lake.json").read_text())["format"] == "delta"

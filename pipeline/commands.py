@@ -81,22 +81,24 @@ def phase_progress(first: str) -> Iterator[Callable[[str, int, int], None]]:
 
 def print_plan(plan, lake: Lake) -> None:  # noqa: ANN001 - ScrubPlan, imported lazily
     t = Table(title=f"scrub plan for {lake.root} (dry run: nothing touched)")
-    for col in ("table", "region", "files", "skipped: bucket", "skipped: stats", "scanned",
-                "to rewrite", "row groups", "rows to erase", "bytes to rewrite"):
+    for col in ("table", "region", "files", "skipped: bucket", "skipped: stats",
+                "skipped: bloom", "scanned", "to rewrite", "row groups", "rows to erase",
+                "bytes to rewrite"):
         t.add_column(col, justify="right" if col not in ("table", "region") else "left")
     rows: dict[tuple[str, str], list[int]] = {}
     for fp in plan.files:
-        r = rows.setdefault((fp.file.table, fp.file.region), [0] * 8)
+        r = rows.setdefault((fp.file.table, fp.file.region), [0] * 9)
         r[0] += 1
         r[1] += fp.pruned_by == "bucket"
         r[2] += fp.pruned_by == "stats"
-        r[3] += fp.pruned_by is None
-        r[4] += fp.touched
-        r[5] += len(fp.row_groups)
-        r[6] += fp.rows_matched
-        r[7] += fp.file.bytes if fp.touched else 0
+        r[3] += fp.pruned_by == "bloom"
+        r[4] += fp.pruned_by is None
+        r[5] += fp.touched
+        r[6] += len(fp.row_groups)
+        r[7] += fp.rows_matched
+        r[8] += fp.file.bytes if fp.touched else 0
     for (table, region), r in rows.items():
-        t.add_row(table, region, *[f"{v:,}" for v in r[:7]], _human(r[7]))
+        t.add_row(table, region, *[f"{v:,}" for v in r[:8]], _human(r[8]))
     out.print(t)
     keys = ", ".join(f"{k}: {len(v):,}" for k, v in plan.keys.items())
     out.print(f"keys resolved — {keys}")

@@ -1,14 +1,19 @@
 """Plan: which files and row groups hold any key to erase, found by the cheapest sound means.
 
 In order: bucket routing (a key can only live in its own bucket's files), row-group min/max
-statistics (a key outside [min, max] is not there), then reading the key columns of the row
-groups that are left. The plan is exact: it knows how many rows each file will lose, which the
-commit step checks against the rewritten file.
+statistics (a key outside [min, max] is not there), Parquet bloom filters where the file has
+them (no key within [min, max] tests positive: not there; `pipeline/bloom.py`), then reading
+the key columns of the row groups that are left. The plan is exact: it knows how many rows each
+file will lose, which the commit step checks against the rewritten file.
+
+`VOICESCRUB_BLOOM=0` in the environment plans without reading bloom filters (to compare).
 """
 
 from __future__ import annotations
 
 import bisect
+import os
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from generators.population import bucket_of_ints, bucket_of_strings
+from pipeline import bloom
 from pipeline.lake import DataFile, Lake, open_parquet
 
 Rule = tuple[str, str]  # (column, key kind)
@@ -31,9 +37,13 @@ class FilePlan:
     rules: tuple[Rule, ...]
     row_groups: tuple[int, ...] = ()  # row groups holding at least one key
     rows_matched: int = 0
-    pruned_by: str | None = None  # "bucket" or "stats" when skipped without reading data
+    # "bucket", "stats" or "bloom" (or "no keys") when skipped without reading data: "bloom"
+    # when bloom filters ruled out the row groups that statistics could not
+    pruned_by: str | None = None
     row_groups_total: int = 0
-    bytes_scanned: int = 0
+    bytes_scanned: int = 0  # key columns and bloom filters read
+    # row groups whose statistics may hold a key but whose bloom filters hold none: not read
+    row_groups_pruned_by_bloom: int = 0
     # Row group -> positions (ascending) of its rows to erase, as the plan found them: the
     # rewrite can drop them without matching the keys again. Kept in memory only (a resumed
     # job re-plans nothing and lets the strategy match); never written to the journal.
@@ -59,7 +69,8 @@ class FilePlan:
                 "bytes": self.file.bytes, "rows_matched": self.rows_matched,
                 "row_groups": list(self.row_groups), "row_groups_total": self.row_groups_total,
                 "pruned_by": self.pruned_by, "rules": [list(r) for r in self.rules],
-                "bytes_scanned": self.bytes_scanned}
+                "bytes_scanned": self.bytes_scanned,
+                "row_groups_pruned_by_bloom": self.row_groups_pruned_by_bloom}
 
 
 def key_array(values: Iterable | np.ndarray | pa.Array) -> pa.Array:
@@ -104,8 +115,10 @@ _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the key matching loop outside a timed region."""
+    """Compile (or load from numba's cache) the key matching and bloom filter loops outside a
+    timed region."""
     IntKeyIndex(np.array([1], np.int64)).contains(np.array([1, 2], np.int64))
+    bloom.warm_up()
 
 
 @nb.njit(nogil=True, cache=True)
@@ -171,18 +184,46 @@ def match(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> pa.Array:
     return pa.array(match_np(column, keys), pa.bool_())
 
 
+def _stats_range(stats, np_keys: np.ndarray | None, sorted_py: list | None
+                 ) -> tuple[int, int] | None:
+    """The (sorted) keys that may lie within a row group's [min, max], as a slice [a, b) of
+    them; None without statistics (any key may)."""
+    if stats is None or not stats.has_min_max:
+        return None
+    lo, hi = stats.min, stats.max
+    exact = True
+    if isinstance(lo, bytes):
+        try:
+            lo, hi = lo.decode(), hi.decode()
+        except UnicodeDecodeError:
+            lo, hi = lo.decode(errors="replace"), hi.decode(errors="replace")
+            exact = False
+    if np_keys is not None:
+        n = len(np_keys)
+        a = int(np.searchsorted(np_keys, lo, side="left"))
+        b = int(np.searchsorted(np_keys, hi, side="right"))
+    else:
+        n = len(sorted_py)
+        a, b = bisect.bisect_left(sorted_py, lo), bisect.bisect_right(sorted_py, hi)
+    if not exact and b > a:  # bounds in doubt: they may rule a row group out, not keys
+        return 0, n
+    return a, b
+
+
 def _stats_may_hold(stats, np_keys: np.ndarray | None, sorted_py: list | None) -> bool:
     """False only when no key can lie within a row group's [min, max]."""
-    if stats is None or not stats.has_min_max:
-        return True
-    lo, hi = stats.min, stats.max
-    if isinstance(lo, bytes):
-        lo, hi = lo.decode(errors="replace"), hi.decode(errors="replace")
-    if np_keys is not None:
-        a = np.searchsorted(np_keys, lo, side="left")
-        b = np.searchsorted(np_keys, hi, side="right")
-        return bool(b > a)
-    return bisect.bisect_right(sorted_py, hi) > bisect.bisect_left(sorted_py, lo)
+    r = _stats_range(stats, np_keys, sorted_py)
+    return r is None or r[1] > r[0]
+
+
+# A table's bloom filters are probed for at least this many row groups; then only while the
+# column bytes they spared outweigh the filter bytes they cost.
+BLOOM_MIN_PROBES = 32
+
+
+def bloom_enabled() -> bool:
+    return os.environ.get("VOICESCRUB_BLOOM", "1").strip().lower() not in ("0", "false", "no",
+                                                                           "off")
 
 
 def _buckets(keys: pa.Array, n: int) -> set[int]:
@@ -192,12 +233,20 @@ def _buckets(keys: pa.Array, n: int) -> set[int]:
 
 
 class Planner:
-    def __init__(self, lake: Lake, keys: dict[str, pa.Array], workers: int = 2) -> None:
+    def __init__(self, lake: Lake, keys: dict[str, pa.Array], workers: int = 2,
+                 use_bloom: bool | None = None) -> None:
         self.lake, self.keys, self.workers = lake, keys, max(1, workers)
         ints = {k for k, v in keys.items() if pa.types.is_integer(v.type)}
         self._np = {k: (v.to_numpy() if k in ints else None) for k, v in keys.items()}
         self._sorted_py = {k: (None if k in ints else v.to_pylist()) for k, v in keys.items()}
         self._bucket_sets: dict[str, set[int]] = {}
+        self.use_bloom = bloom_enabled() if use_bloom is None else use_bloom
+        # (key kind, hash kind) -> XXH64 of each key's PLAIN bytes, in sorted-key order:
+        # hashed once per job, probed for every file (threads may race to fill it: same value)
+        self._key_hashes: dict[tuple[str, str], np.ndarray] = {}
+        # (table, rules) -> [row groups probed, filter bytes read, column bytes spared]
+        self._bloom_ledger: dict[tuple[str, tuple[Rule, ...]], list[int]] = {}
+        self._lock = threading.Lock()
 
     def plan_table(self, table: str, rules: list[Rule] | None = None,
                    values: tuple[str, ...] = ()) -> list[FilePlan]:
@@ -243,6 +292,87 @@ class Planner:
                 return False
         return True
 
+    def _hashes(self, kind: str, hash_kind: str) -> np.ndarray:
+        h = self._key_hashes.get((kind, hash_kind))
+        if h is None:
+            h = bloom.hash_keys(self.keys[kind], hash_kind)
+            self._key_hashes[(kind, hash_kind)] = h
+        return h
+
+    def _bloom_pays(self, table: str, rules: tuple[Rule, ...]) -> bool:
+        """Whether to keep probing a table's filters: until BLOOM_MIN_PROBES row groups were
+        probed, then while the column bytes they spared outweigh the filter bytes they cost
+        (with keys in most row groups, as when a few customers reach every day's file, they
+        do not). Only ever decides whether to read a filter, never what a filter means."""
+        ledger = self._bloom_ledger.get((table, tuple(rules)))
+        return ledger is None or ledger[0] < BLOOM_MIN_PROBES or ledger[2] >= ledger[1]
+
+    def _bloom_prune(self, f: DataFile, pf: pq.ParquetFile, schema: pa.Schema,
+                     idx: dict[str, int], col_idx: list[int], in_range: list[list],
+                     plan: FilePlan) -> list[int]:
+        """The row groups to read: those where some rule's statistics may hold a key and its
+        bloom filter (if any) may too. A row group is probed only when every rule its
+        statistics leave has a filter this planner can use, smaller than the columns it
+        would spare; a filter it cannot read or parse counts as "may hold" (the column is
+        read instead). Counts the row groups the filters ruled out and the bytes read."""
+        md = pf.metadata
+        usable: dict[str, str | None] = {}  # column -> hash kind, or None
+        probes: list[tuple[int, str, str, tuple[int, int] | None]] = []
+        spans: list[tuple[int, int | None]] = []
+        spared: dict[int, int] = {}  # probed row group -> bytes of the columns a "no" spares
+        candidates: list[int] = []
+        for i, held in enumerate(in_range):
+            if not held:
+                continue
+            mine, my_spans = [], []
+            for c, k, r, cc in held:
+                off = cc.bloom_filter_offset
+                if off is not None and off > 0 and c not in usable:
+                    usable[c] = (bloom.hash_kind(schema.field(idx[c]).type, cc.physical_type,
+                                                 self.keys[k].type)
+                                 if cc.path_in_schema == c else None)
+                if off is None or off <= 0 or usable[c] is None:
+                    break  # this rule's column must be read anyway: no filter can spare it
+                mine.append((i, c, k, r))
+                my_spans.append((off, cc.bloom_filter_length))
+            else:
+                rg = md.row_group(i)
+                size = sum(rg.column(j).total_compressed_size for j in col_idx)
+                if sum(n or 0 for _, n in my_spans) < size:
+                    probes += mine
+                    spans += my_spans
+                    spared[i] = size
+                    continue
+            candidates.append(i)
+        if not probes:
+            return candidates
+        reader = bloom.FilterReader(self.lake.root / f.path)
+        try:
+            filters = reader.read(spans)
+        except OSError:
+            filters = [None] * len(spans)
+        plan.bytes_scanned += reader.bytes_read
+        maybe: set[int] = set()
+        for (i, c, k, r), words in zip(probes, filters, strict=True):
+            if i in maybe:
+                continue
+            if words is None:  # unreadable or unsupported: the column decides
+                maybe.add(i)
+                continue
+            hashes = self._hashes(k, usable[c])
+            if r is not None:
+                hashes = hashes[r[0]:r[1]]
+            if bloom.may_contain_any(words, hashes):
+                maybe.add(i)
+        pruned = spared.keys() - maybe
+        plan.row_groups_pruned_by_bloom = len(pruned)
+        with self._lock:
+            ledger = self._bloom_ledger.setdefault((f.table, tuple(plan.rules)), [0, 0, 0])
+            ledger[0] += len(spared)
+            ledger[1] += reader.bytes_read
+            ledger[2] += sum(spared[i] for i in pruned)
+        return sorted([*candidates, *maybe])
+
     def plan_file(self, f: DataFile, rules: tuple[Rule, ...], values: tuple[str, ...] = (),
                   keep_columns: bool = False) -> FilePlan:
         """Which row groups and rows of a file hold a key. With `keep_columns`, the columns
@@ -258,18 +388,35 @@ class Planner:
         pf = open_parquet(self.lake.root / f.path)
         md = pf.metadata
         plan.row_groups_total = md.num_row_groups
-        names = pf.schema_arrow.names
+        schema = pf.schema_arrow
+        names = schema.names
         idx = {c: names.index(c) for c, _ in rules if c in names}
-        candidates = []
+        cols = list(dict.fromkeys([c for c, _ in rules if c in idx] + list(values)))
+        # per row group: the rules whose statistics may hold a key, with the slice of the
+        # (sorted) keys they may hold and the column chunk's metadata
+        in_range: list[list] = []
         for i in range(md.num_row_groups):
             rg = md.row_group(i)
-            if any(_stats_may_hold(rg.column(idx[c]).statistics, self._np[k],
-                                   self._sorted_py[k]) for c, k in rules if c in idx):
-                candidates.append(i)
-        if not candidates:
+            held = []
+            for c, k in rules:
+                if c not in idx:
+                    continue
+                cc = rg.column(idx[c])
+                r = _stats_range(cc.statistics, self._np[k], self._sorted_py[k])
+                if r is None or r[1] > r[0]:
+                    held.append((c, k, r, cc))
+            in_range.append(held)
+        if not any(in_range):
             plan.pruned_by = "stats"
             return plan
-        cols = list(dict.fromkeys([c for c, _ in rules if c in idx] + list(values)))
+        if self.use_bloom and self._bloom_pays(f.table, rules):
+            candidates = self._bloom_prune(f, pf, schema, idx, [names.index(c) for c in cols],
+                                           in_range, plan)
+            if not candidates:
+                plan.pruned_by = "bloom"
+                return plan
+        else:
+            candidates = [i for i, held in enumerate(in_range) if held]
         matched_rgs, total, parts, erase_rows, kept = [], 0, [], {}, {}
         for i in candidates:
             t = pf.read_row_group(i, columns=cols, use_threads=False)

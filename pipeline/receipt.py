@@ -52,7 +52,8 @@ def build_receipt(lake: Lake, request: ErasureRequest, plan: ScrubPlan, strategy
         f = fp.file
         t = tables.setdefault(f.table, {}).setdefault(f.region or "-", {
             "files": 0, "files_scanned": 0, "files_skipped_by_bucket": 0,
-            "files_skipped_by_stats": 0, "files_rewritten": 0, "row_groups_total": 0,
+            "files_skipped_by_stats": 0, "files_skipped_by_bloom": 0,
+            "row_groups_skipped_by_bloom": 0, "files_rewritten": 0, "row_groups_total": 0,
             "row_groups_with_keys": 0, "rows_before": 0, "rows_erased": 0, "rows_after": 0,
             "bytes_scanned": 0, "bytes_read": 0, "bytes_written": 0, "replica_files": 0,
         })
@@ -61,10 +62,13 @@ def build_receipt(lake: Lake, request: ErasureRequest, plan: ScrubPlan, strategy
         t["row_groups_total"] += fp.row_groups_total
         t["rows_before"] += f.rows
         t["bytes_scanned"] += fp.bytes_scanned
+        t["row_groups_skipped_by_bloom"] += fp.row_groups_pruned_by_bloom
         if fp.pruned_by == "bucket":
             t["files_skipped_by_bucket"] += 1
         elif fp.pruned_by == "stats":
             t["files_skipped_by_stats"] += 1
+        elif fp.pruned_by == "bloom":
+            t["files_skipped_by_bloom"] += 1
         elif fp.pruned_by is None:
             t["files_scanned"] += 1
         if fp.touched:

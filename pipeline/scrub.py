@@ -134,7 +134,7 @@ def _plan_from_json(lake: Lake, entries: list[dict]) -> dict[str, FilePlan]:
         f = type(f)(f.table, f.path, j["rows"], j["bytes"], f.partition)
         out[f.path] = FilePlan(f, tuple(tuple(r) for r in j["rules"]), tuple(j["row_groups"]),
                                j["rows_matched"], j["pruned_by"], j["row_groups_total"],
-                               j["bytes_scanned"])
+                               j["bytes_scanned"], j.get("row_groups_pruned_by_bloom", 0))
     return out
 
 
@@ -406,7 +406,8 @@ def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]
         failures.append(f"{keys_left_streamed} written rows still hold a key")
     rescan_left = None
     if deep:
-        planner = Planner(lake, plan.keys, workers)
+        # reads every key column: the deep check does not rest on the filters the plan used
+        planner = Planner(lake, plan.keys, workers, use_bloom=False)
         rescan_left = 0
         for table in lake.tables():
             for fp in planner.plan_table(table):

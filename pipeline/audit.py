@@ -1,13 +1,15 @@
 """The audit: read every file under the lake root and report any trace of the given customers.
 
-Parquet files are read through their columns: key columns (customer, device, recording ids,
-skill pseudonyms) by exact match, text columns for the customers' emails and phone numbers, and
-their full names as *possible* mentions (names are not unique, they never fail the audit). Any
-other file — journals, logs, temp files, manifests, receipts — is read as raw bytes.
+Parquet table files are read through their columns: key columns (customer, device, recording
+ids, skill pseudonyms) by exact match, text columns for the customers' emails and phone numbers,
+and their full names as *possible* mentions (names are not unique, they never fail the audit).
+Any other Parquet file — an export, a copy, a scrub job's journal of keys — is read through all
+its columns whatever their names (see `column_needles` for what matches where). Any other file —
+journals, logs, temp files, manifests, receipts — is read as raw bytes.
 
-A trace in a file that the current table version references is *visible* (a query returns it);
-a trace anywhere else is *physically present* though hidden. Copy-on-write must leave neither.
-"""
+A trace in a file a query reads (the manifest references it, or the views' globs match it) is
+*visible*; a trace anywhere else is *physically present* though hidden. Copy-on-write must leave
+neither."""
 
 from __future__ import annotations
 
@@ -22,20 +24,57 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.lake import Lake
-from pipeline.plan import key_array, match
+from pipeline.lake import SCRUB_DIR, Lake
+from pipeline.plan import key_array, match, match_np
 
 KEY_COLUMNS = ("customer_id", "device_id", "recording_id", "skill_user_id")
 RAW_CHUNK = 32 << 20
+
+# When a value can be told from an ordinary one. Outside the columns named for the keys (raw
+# bytes, Parquet files that are no table's) a key matches anywhere only when it is distinctive:
+# an integer of at least LONG_ID_DIGITS digits (recording and device ids are 63-bit hashes: no
+# count, hour or size equals one by chance), a string of at least LONG_TOKEN_CHARS characters
+# (skill pseudonyms). A short one (customer id 7) matches only where a name says what it is.
+LONG_ID_DIGITS = 10
+LONG_TOKEN_CHARS = 12
+
+
+def kind_name(kind: str) -> str:
+    """Regex of a name that ends naming key kind `kind`: the kind's noun (customers also go by
+    "cust"), optionally followed by id/ids, any case and separators. Matches customer_id,
+    CustomerID, cust, src_customer_id, customer_ids; not customers, n_customers or
+    customer_count (counts, whose small values would be false positives)."""
+    stem = kind.removesuffix("_id")
+    noun = "cust(?:omer)?" if stem == "customer" else re.escape(stem).replace("_", "[_ -]?")
+    return noun + r"(?:[_ -]?ids?)?"
+
+
+def named_for(column: str, kind: str) -> bool:
+    """Does a column's name say it holds key kind `kind`? (a nested leaf by its path's end)"""
+    return re.search(kind_name(kind) + "$", column, re.IGNORECASE) is not None
+
+
+# A scrub job's journal of the keys it resolved: a Parquet file per kind, its column named `k`.
+JOURNAL_KEYS = re.compile(rf"^{SCRUB_DIR}/[^/]+/keys-(\w+)\.parquet$")
+# Its plan and log name the requested customers present in the lake (plan.json's
+# `present_id_values`, each journal.jsonl entry's `present`).
+JOURNAL_PRESENT = re.compile(rb'"(present(?:_id_values)?)"\s*:\s*\[([-\d,\s]*)\]')
+
+
+def journal_key_kind(rel: str) -> str | None:
+    """The key kind of an (unfinished) scrub job's key file, None for any other path."""
+    m = JOURNAL_KEYS.match(rel)
+    return m.group(1) if m else None
 
 
 @dataclass
 class Finding:
     path: str
-    column: str  # column name, or "(bytes)" for a non-Parquet file
+    column: str  # column (a nested leaf as a.b), "(bytes)" for a non-Parquet file, or the field
+    # of a scrub job's journal that names the customers (present_id_values, present)
     kind: str  # customer_id | device_id | recording_id | skill_user_id | email | phone | name
     rows: int  # rows (Parquet) or occurrences (raw bytes)
-    visible: bool  # in a file the current table version references
+    visible: bool  # in a file a query reads (the manifest's, or one the views' globs match)
     possible: bool = False  # a name mention: reported apart, never fails the audit
 
 
@@ -197,12 +236,125 @@ def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
     return _merge(out)
 
 
+@dataclass
+class KeySets:
+    """One key kind's values for columns not named like the keys, split by distinctiveness."""
+    distinctive: pa.Array  # long ids and pseudonyms: match in any column of their type
+    every: pa.Array  # short ones too (customer id 7): only in a column named for the kind
+
+
+@dataclass
+class ColumnNeedles:
+    """What a Parquet file that is no table's is searched for, whatever its columns' names:
+    integer columns for the integer keys, text and binary columns for the string keys and the
+    integer ids as decimal text (an export may cast them), exact values; emails and phone
+    numbers token by token, as in table files."""
+    ints: dict[str, KeySets]
+    texts: dict[str, KeySets]
+    patterns: dict  # Needles.text_patterns
+
+
+def _distinctive(values: pa.Array) -> pa.Array:
+    if pa.types.is_integer(values.type):
+        long = pc.greater_equal(pc.abs(values), 10 ** (LONG_ID_DIGITS - 1))
+    else:
+        long = pc.greater_equal(pc.utf8_length(values), LONG_TOKEN_CHARS)
+    return values.filter(long)
+
+
+def column_needles(needles: Needles, patterns: dict) -> ColumnNeedles:
+    """The needles split once per audit (not per file): distinctive and every value per kind."""
+    ints, texts = {}, {}
+    for kind, values in needles.keys.items():
+        if pa.types.is_integer(values.type):
+            values = key_array(values.cast(pa.int64()))  # sorted: match_np's index wants it
+            ints[kind] = KeySets(_distinctive(values), values)
+            texts[kind] = KeySets(ints[kind].distinctive.cast(pa.string()),
+                                  values.cast(pa.string()))
+        elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            texts[kind] = KeySets(_distinctive(values), values)
+    return ColumnNeedles(ints, texts, patterns)
+
+
+def audit_any_parquet(path: Path, rel: str, needles: ColumnNeedles, visible: bool,
+                      file_kind: str | None = None) -> list[Finding]:
+    """Every column of a Parquet file that is no table's (nested ones through their leaves).
+    `file_kind`: the key kind its path says every column holds (a scrub job's key file)."""
+    out = []
+    pf = pq.ParquetFile(path)
+    for i in range(pf.metadata.num_row_groups):
+        rg = pf.read_row_group(i)
+        for name in rg.column_names:
+            for leaf, values, rows in _leaves(name, rg[name].combine_chunks()):
+                named = {k for k in {*needles.ints, *needles.texts}
+                         if k == file_kind or named_for(leaf, k)}
+                for kind, mask in _leaf_masks(values, named, needles).items():
+                    n = _rows_hit(mask, rows)
+                    if n:
+                        out.append(Finding(rel, leaf, kind, n, visible, possible=kind == "name"))
+    return _merge(out)
+
+
+def _leaves(name: str, col: pa.Array,
+            rows: np.ndarray | None = None) -> Iterator[tuple[str, pa.Array, np.ndarray | None]]:
+    """(path, values, row of each value) of a column's primitive leaves; rows is None when
+    there is one value per row. Struct fields are `name.field`; lists and maps are flattened,
+    so a hit in a list still counts its row, once."""
+    typ = col.type
+    if pa.types.is_struct(typ):
+        for i in range(typ.num_fields):
+            yield from _leaves(f"{name}.{typ.field(i).name}", pc.struct_field(col, [i]), rows)
+    elif pa.types.is_map(typ):
+        as_list = pa.list_(pa.struct([typ.key_field, typ.item_field]))
+        yield from _leaves(name, col.cast(as_list), rows)
+    elif (pa.types.is_list(typ) or pa.types.is_large_list(typ) or
+          pa.types.is_fixed_size_list(typ) or pa.types.is_list_view(typ) or
+          pa.types.is_large_list_view(typ)):
+        parents = pc.list_parent_indices(col).to_numpy()
+        yield from _leaves(name, pc.list_flatten(col), parents if rows is None else rows[parents])
+    else:
+        yield name, col, rows
+
+
+def _rows_hit(mask: np.ndarray, rows: np.ndarray | None) -> int:
+    return int(mask.sum()) if rows is None else len(np.unique(rows[mask]))
+
+
+def _is_text(typ: pa.DataType) -> bool:
+    return (pa.types.is_string(typ) or pa.types.is_large_string(typ) or
+            pa.types.is_binary(typ) or pa.types.is_large_binary(typ))
+
+
+def _leaf_masks(col: pa.Array, named: set[str], needles: ColumnNeedles) -> dict[str, np.ndarray]:
+    """kind -> values holding it, for one leaf of any type (other types hold no needle)."""
+    if pa.types.is_string_view(col.type) or pa.types.is_binary_view(col.type):
+        col = col.cast(pa.string() if pa.types.is_string_view(col.type) else pa.binary())
+    typ = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+    masks = {}
+    if pa.types.is_integer(typ):
+        if not pa.types.is_dictionary(col.type) and typ != pa.int64():
+            col = col.cast(pa.int64(), safe=False)  # uint64 wraps: only equal bits can match
+        sets = needles.ints
+    elif _is_text(typ):
+        sets = needles.texts
+        masks = _text_value_masks(col, needles.patterns)
+    else:
+        return {}
+    for kind, ks in sets.items():
+        keys = ks.every if kind in named else ks.distinctive
+        if len(keys):
+            m = match_np(col, keys)
+            if m.any():
+                masks[kind] = m
+    return masks
+
+
 def _rows_containing(col: pa.Array, chars: bytes) -> np.ndarray:
     """Rows whose bytes contain any of `chars`: a scan of the data buffer with numpy,
     mapped back to rows through the offsets (no per-value call)."""
     if len(col) == 0:
         return np.zeros(0, np.int64)
-    wide = pa.types.is_large_string(col.type)
+    wide = pa.types.is_large_string(col.type) or pa.types.is_large_binary(col.type)
     _, off_buf, data_buf = col.buffers()[:3]
     if data_buf is None:
         return np.zeros(0, np.int64)
@@ -229,6 +381,8 @@ def _token_mask(col: pa.Array, needles: pa.Array, split: str, strip: str | None)
         col = pc.replace_substring_regex(col, strip, "")
     tokens = pc.split_pattern_regex(col, split)
     flat = pc.list_flatten(tokens)
+    if flat.type != needles.type:  # a binary column: compare bytes
+        needles = needles.cast(flat.type)
     if len(flat):
         hit = pc.fill_null(pc.is_in(flat, value_set=needles), False)
         out[pc.list_parent_indices(tokens).to_numpy()[hit.to_numpy(zero_copy_only=False)]] = True
@@ -256,16 +410,24 @@ def _text_masks(col: pa.Array, patterns: dict) -> dict[str, np.ndarray]:
     return masks
 
 
+def _text_value_masks(col: pa.Array, patterns: dict) -> dict[str, np.ndarray]:
+    """kind -> values (rows) holding it; a dictionary column has each distinct value searched
+    once, then the hits mapped to the rows that use them."""
+    if not pa.types.is_dictionary(col.type):
+        return _text_masks(col, patterns)
+    idx = pc.fill_null(col.indices, 0).to_numpy(zero_copy_only=False)
+    valid = col.indices.is_valid().to_numpy(zero_copy_only=False)
+    out = {}
+    for kind, m in _text_masks(col.dictionary, patterns).items():
+        rows = np.zeros(len(col), dtype=bool)
+        rows[valid] = m[idx[valid]]
+        out[kind] = rows
+    return out
+
+
 def _text_findings(col: pa.Array, rel: str, name: str, patterns: dict,
                    visible: bool) -> list[Finding]:
-    if pa.types.is_dictionary(col.type):
-        # search each distinct value once, then count the rows that use a hit value
-        masks = _text_masks(col.dictionary, patterns)
-        idx = col.indices.to_numpy(zero_copy_only=False)
-        valid = col.indices.is_valid().to_numpy(zero_copy_only=False)
-        counts = {k: int(m[idx[valid]].sum()) for k, m in masks.items()}
-    else:
-        counts = {k: int(m.sum()) for k, m in _text_masks(col, patterns).items()}
+    counts = {k: int(m.sum()) for k, m in _text_value_masks(col, patterns).items()}
     return [Finding(rel, name, k, n, visible, possible=k == "name")
             for k, n in counts.items() if n]
 
@@ -283,9 +445,11 @@ def _merge(findings: list[Finding]) -> list[Finding]:
 
 TOKENS = {
     # kind -> (pattern over raw bytes, how to turn a match into a comparable value)
-    "long_id": re.compile(rb"(?<![\d.])-?\d{10,20}(?!\d)"),
-    # `customer_id": 4`, also inside JSON held in a JSON string (`customer_id\\":4`)
-    "customer_id": re.compile(rb"customer_id[\\\"':= ]{1,5}(\d+)(?!\d)"),
+    "long_id": re.compile(rb"(?<![\d.])-?\d{%d,20}(?!\d)" % LONG_ID_DIGITS),
+    # a customer id after a name that says customer (the rule of Parquet columns, kind_name):
+    # `customer_id": 4`, `cust=4`, also inside JSON held in a JSON string (`customer_id\\":4`)
+    "customer_id": re.compile(kind_name("customer_id").encode() +
+                              rb"[\\\"':= \[]{1,6}(\d+)(?!\d)", re.IGNORECASE),
     "email": re.compile(rb"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     "token": re.compile(rb"[\w.:-]{12,}"),
     "phone": re.compile(rb"\+\d[\d ()-]{5,20}\d"),
@@ -295,14 +459,16 @@ TOKENS = {
 @dataclass
 class RawNeedles:
     """Needles as sets: raw bytes are tokenized once, then each token is a set lookup."""
-    ints: dict[str, set[int]]  # recording_id / device_id
-    customer_ids: set[int]
+    ints: dict[str, set[int]]  # every integer key kind: matched against long digit runs
+    customer_ids: set[int]  # matched after a name that says customer
     strings: dict[str, set[str]]  # skill_user_id / email / phone
 
 
 def raw_needles(needles: Needles) -> RawNeedles:
-    ints = {k: set(needles.keys[k].to_pylist()) for k in ("recording_id", "device_id")
-            if k in needles.keys}
+    # the distinctive values of every integer kind (a long customer id is as telling as a
+    # recording id) among the long digit runs; only those: a run of zeros ending in 7 is 7
+    ints = {k: set(_distinctive(v).to_pylist()) for k, v in needles.keys.items()
+            if pa.types.is_integer(v.type)}
     cust = set(needles.keys["customer_id"].to_pylist()) if "customer_id" in needles.keys \
         else set()
     sk = needles.keys.get("skill_user_id")
@@ -333,18 +499,37 @@ def raw_counts(data: bytes, needles: RawNeedles) -> dict[str, int]:
     return counts
 
 
-def audit_raw(path: Path, rel: str, needles: RawNeedles) -> list[Finding]:
+def journal_counts(data: bytes, customer_ids: set[int]) -> dict[str, int]:
+    """field -> customer ids a scrub job's plan or log names as present (certain traces)."""
     counts: dict[str, int] = {}
+    for fieldname, values in JOURNAL_PRESENT.findall(data):
+        n = sum(int(v) in customer_ids for v in re.findall(rb"-?\d+", values))
+        if n:
+            counts[fieldname.decode()] = counts.get(fieldname.decode(), 0) + n
+    return counts
+
+
+def audit_raw(path: Path, rel: str, needles: RawNeedles) -> list[Finding]:
+    """Occurrences in a file's bytes; under _scrub/ also the customers a job's journal names."""
+    in_journal = rel.startswith(SCRUB_DIR + "/")
+    counts: dict[tuple[str, str], int] = {}  # (column, kind) -> occurrences
+
+    def add(column: str, kind: str, n: int) -> None:
+        counts[(column, kind)] = counts.get((column, kind), 0) + n
+
     with open(path, "rb") as fh:
         tail = b""
         while chunk := fh.read(RAW_CHUNK):
             data = tail + chunk
-            for k, n in raw_counts(data, needles).items():
-                counts[k] = counts.get(k, 0) + n
+            for kind, n in raw_counts(data, needles).items():
+                add("(bytes)", kind, n)
+            if in_journal:
+                for fieldname, n in journal_counts(data, needles.customer_ids).items():
+                    add(fieldname, "customer_id", n)
             # keep an overlap so a needle cut by the chunk boundary is still seen (it may then
             # count twice: a count here only has to be non-zero to fail the audit)
             tail = data[-256:]
-    return [Finding(rel, "(bytes)", k, n, False) for k, n in counts.items()]
+    return [Finding(rel, c, k, n, False) for (c, k), n in counts.items()]
 
 
 def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
@@ -358,16 +543,35 @@ def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
     needles = gather_needles(lake, customer_ids, workers)
     patterns = needles.text_patterns(names)
     raw = raw_needles(needles)
-    referenced = {f.path for t in lake.tables() for f in lake.files(t)}
+    anywhere = column_needles(needles, patterns)
+    table_files = {f.path for t in lake.tables() for f in lake.files(t)}
+    visible = table_files | view_files(lake)
     report = AuditReport(str(lake.root), int(len(customer_ids)))
 
     def one(p: Path) -> list[Finding]:
         rel = p.relative_to(lake.root).as_posix()
-        if is_parquet(p):
-            return audit_parquet(p, rel, needles, patterns, rel in referenced)
-        return audit_raw(p, rel, raw)
+        if not is_parquet(p):
+            return audit_raw(p, rel, raw)
+        if rel in table_files:  # the contract's columns: the keys are where their names say
+            return audit_parquet(p, rel, needles, patterns, True)
+        return audit_any_parquet(p, rel, anywhere, rel in visible, journal_key_kind(rel))
 
     return read_every_file(lake.root, one, report, workers)
+
+
+def view_files(lake: Lake) -> set[str]:
+    """Files (relative to the root) the query views read: a query returns their rows whether
+    the manifest lists them or not. The views' own patterns (queries.views), so the two cannot
+    drift, matched as DuckDB's glob matches them: `*` within one path segment, dot files
+    included — as pathlib's glob does (and views.py itself, to tell whether a table has files)."""
+    if lake.manifest is None or lake.manifest.get("layout") is None:
+        return set()  # a lake described by a lineage file only: no views
+    from generators.schemas import TABLES
+    from queries.views import file_pattern
+
+    layout = lake.manifest["layout"]
+    return {p.relative_to(lake.root).as_posix() for t, spec in TABLES.items()
+            for p in lake.root.glob(file_pattern(t, spec.kind, layout))}
 
 
 def read_every_file(root: Path, one: Callable[[Path], list[Finding]], report: AuditReport,

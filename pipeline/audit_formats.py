@@ -33,9 +33,12 @@ from pipeline.audit import (
     RawNeedles,
     _merge,
     _text_findings,
+    audit_any_parquet,
     audit_parquet,
     audit_raw,
+    column_needles,
     is_parquet,
+    journal_key_kind,
     needles_from,
     raw_counts,
     raw_needles,
@@ -243,6 +246,17 @@ def nested_string_findings(path: Path, rel: str, raw: RawNeedles) -> list[Findin
     return [Finding(rel, c, k, n, False) for (c, k), n in counts.items()]
 
 
+def format_dirs(flake: FormatLake, fmt: TableFormat) -> set[str]:
+    """The root's top-level directories the format keeps its tables in (Delta: one per table;
+    Iceberg, DuckLake: one for all): where its current data files are. A Parquet file in them
+    is the format's (data, delete file, checkpoint, old version), one elsewhere is not."""
+    root = flake.root.resolve()
+    current = {Path(f).resolve().relative_to(root).parts[0]
+               for t in flake.tables() for f in fmt.data_files(flake, t)}
+    # Delta's table directories even when no current file is left in one (its log is there)
+    return current | {t for t in flake.tables() if (root / t).is_dir()}
+
+
 def run_format_audit(root: Path, customer_ids: np.ndarray, workers: int = 2,
                      names: bool = True) -> AuditReport:
     flake = FormatLake.open(root)
@@ -251,12 +265,16 @@ def run_format_audit(root: Path, customer_ids: np.ndarray, workers: int = 2,
     patterns = needles.text_patterns(names)
     raw = raw_needles(needles)
     check = ValueCheck(needles)
+    anywhere = column_needles(needles, patterns)
     report = AuditReport(str(root), int(len(customer_ids)))
     report.findings += snapshot_findings(flake, fmt, needles, patterns)
+    owned = format_dirs(flake, fmt)
     fmt.release(flake)  # the catalog file is read below as a plain database
 
     def one(p: Path) -> list[Finding]:
         rel = p.relative_to(root).as_posix()
+        if is_parquet(p) and rel.split("/")[0] not in owned:  # an export, a copy: no table's
+            return audit_any_parquet(p, rel, anywhere, False, journal_key_kind(rel))
         if is_parquet(p):
             return audit_parquet(p, rel, needles, patterns, False) + nested_string_findings(
                 p, rel, raw)

@@ -45,7 +45,7 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _pattern(table: str, kind: str, layout: str) -> str:
+def file_pattern(table: str, kind: str, layout: str) -> str:
     """The files of a table, relative to the lake root."""
     if kind == "dimension":
         return f"{table}/region=*/*.parquet"
@@ -56,7 +56,7 @@ def _pattern(table: str, kind: str, layout: str) -> str:
 def _source(lake: Path, table: str, kind: str, layout: str) -> str:
     types = HIVE_TYPES["dimension" if kind == "dimension" else layout]
     hive = ", ".join(f"{_quote(k)}: {v}" for k, v in types.items())
-    return (f"read_parquet({_quote(f'{lake}/{_pattern(table, kind, layout)}')}, "
+    return (f"read_parquet({_quote(f'{lake}/{file_pattern(table, kind, layout)}')}, "
             f"hive_partitioning = true, hive_types = {{{hive}}})")
 
 
@@ -115,7 +115,7 @@ def view_statements(lake: Path, sources: dict[str, str] | None = None) -> list[t
     out = []
     for table, spec in TABLES.items():
         src = (sources or {}).get(table)
-        has_files = src is not None or any(lake.glob(_pattern(table, spec.kind, layout)))
+        has_files = src is not None or any(lake.glob(file_pattern(table, spec.kind, layout)))
         if not has_files:
             primary, everything = _empty_select(table, layout, spec.kind)
         elif spec.kind == "dimension":

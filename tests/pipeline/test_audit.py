@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from pipeline.audit import run_audit
@@ -83,3 +84,127 @@ def test_cli_exit_status(date_src: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["audit", "--lake", str(lake), "--ids", "1"])
     assert result.exit_code == 0, result.output
     assert "clean" in result.output
+
+
+def audit_json(lake: Path, ids: list[int], out: Path) -> tuple[int, list[dict]]:
+    """The CLI's exit status and findings, as a user sees them."""
+    result = CliRunner().invoke(app, ["audit", "--lake", str(lake), "--ids",
+                                      ",".join(map(str, ids)), "--json", str(out)])
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(out.read_text())["findings"]
+
+
+def test_names_that_say_customer() -> None:
+    from pipeline.audit import named_for
+
+    for name in ("customer_id", "CustomerID", "cust", "src_customer_id", "customer_ids",
+                 "payload.cust_id"):
+        assert named_for(name, "customer_id"), name
+    for name in ("customers", "n_customers", "customer_count", "k", "hours", "custom"):
+        assert not named_for(name, "customer_id"), name
+
+
+def test_unfinished_jobs_journal_is_residue(date_src: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job killed after its rewrites leaves a clean lake but a journal of raw keys (a column
+    named `k`, the plan's present ids): certain traces, hidden from queries."""
+    import pipeline.scrub as scrub
+    from tests.pipeline.test_scrub import request
+
+    lake = snapshot(date_src, tmp_path / "lake")
+    ids = speakers_of_pii(lake)
+
+    class Killed(BaseException):  # as good as SIGKILL here: nothing after the point runs
+        pass
+
+    def killed(name: str) -> None:
+        if name == "planned":  # every file rewritten, the journal not yet dropped
+            raise Killed
+
+    monkeypatch.setattr(scrub, "crashpoint", killed)
+    with pytest.raises(Killed):
+        scrub.run_scrub(Lake.open(lake), request(ids), "arrow")
+    monkeypatch.undo()
+    (job,) = [p for p in (lake / "_scrub").iterdir() if p.is_dir()]
+    status, findings = audit_json(lake, ids, tmp_path / "a.json")
+    assert status == 1
+    journal = {(f["path"], f["column"], f["kind"]) for f in findings}
+    rel = f"_scrub/{job.name}"
+    assert {(f"{rel}/keys-recording_id.parquet", "k", "recording_id"),
+            (f"{rel}/keys-customer_id.parquet", "k", "customer_id"),
+            (f"{rel}/keys-skill_user_id.parquet", "k", "skill_user_id"),
+            (f"{rel}/plan.json", "present_id_values", "customer_id")} <= journal
+    residue = [f for f in findings if not f["possible"]]
+    assert {f["path"].split("/")[0] for f in residue} == {"_scrub"}  # the data is clean
+    assert not any(f["visible"] for f in residue)
+    # the job finished (same command again): no journal left, nothing flagged in the receipt
+    scrub.run_scrub(Lake.open(lake), request(ids), "arrow")
+    status, findings = audit_json(lake, ids, tmp_path / "b.json")
+    assert status == 0 and not [f for f in findings if not f["possible"]]
+
+
+def test_exports_are_searched_whatever_their_columns_are_named(date_src: Path,
+                                                               tmp_path: Path) -> None:
+    """Distinctive keys (recording, device ids) match in any column; a customer id only in a
+    column named for customers, so that counts equal to it are no residue."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    erased, other = speakers_of_pii(lake)[:2]
+    (lake / "exports").mkdir()
+    runner = CliRunner()
+    for name, sql in {
+        "flat": f"select recording_id as rid, customer_id as cust, device_id as d, local_hour, "
+                f"text from recordings join transcripts using (recording_id, customer_id) "
+                f"where customer_id = {erased}",
+        # customer ids in unnamed columns (other customer's id as a count): not residue
+        "nested": f"select {erased} as n, {other} as hits, list(recording_id) as recs "
+                  f"from transcripts where customer_id = {erased}",
+    }.items():
+        out = lake / "exports" / f"{name}.parquet"
+        result = runner.invoke(app, ["query", "--lake", str(lake), "--sql", sql, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+    status, findings = audit_json(lake, [erased], tmp_path / "a.json")
+    assert status == 1
+    found = {(f["path"], f["column"], f["kind"], f["visible"]) for f in findings
+             if f["path"].startswith("exports/")}
+    assert {("exports/flat.parquet", "rid", "recording_id", False),
+            ("exports/flat.parquet", "cust", "customer_id", False),
+            ("exports/flat.parquet", "d", "device_id", False),
+            ("exports/nested.parquet", "recs", "recording_id", False)} <= found
+    assert not {c for p, c, _, _ in found if p == "exports/nested.parquet"} & {"n", "hits"}
+    # the other customer is in no export: the count equal to its id is not flagged
+    _, findings = audit_json(lake, [other], tmp_path / "b.json")
+    assert not [f for f in findings if f["path"].startswith("exports/")]
+
+
+def test_a_file_the_views_read_is_visible(date_src: Path, tmp_path: Path) -> None:
+    """Visible means a query returns it: stray copies in a table's directory (a dot file too:
+    DuckDB's glob takes those) are read by the views, the manifest notwithstanding; a copy
+    elsewhere is hidden."""
+    import duckdb
+
+    from pipeline.scrub import run_scrub
+    from queries.views import connect, file_pattern
+    from tests.pipeline.test_scrub import request
+
+    lake = snapshot(date_src, tmp_path / "lake")
+    ids = speakers_of_pii(lake)
+    run_scrub(Lake.open(lake), request(ids), "arrow")
+    old = next(p for p in sorted((date_src / "customers").rglob("*.parquet"))
+               if pl.read_parquet(p)["customer_id"].is_in(ids).any())
+    copies = [lake / old.relative_to(date_src).with_name(n)
+              for n in ("part-00099.parquet", ".part-00098.parquet")]
+    (lake / "backup").mkdir()
+    for p in [*copies, lake / "backup" / old.name]:
+        shutil.copyfile(old, p)
+    in_list = ",".join(map(str, ids))
+    assert connect(lake).execute(
+        f"select count(*) from customers where customer_id in ({in_list})").fetchone()[0] > 0
+    read = {Path(f).relative_to(lake.resolve()).as_posix() for (f,) in duckdb.sql(
+        f"select distinct filename from read_parquet('{lake.resolve()}/"
+        f"{file_pattern('customers', 'dimension', 'date')}', filename = true) "
+        f"where customer_id in ({in_list})").fetchall()}
+    assert read == {c.relative_to(lake).as_posix() for c in copies}  # what the views read
+    status, findings = audit_json(lake, ids, tmp_path / "a.json")
+    assert status == 1
+    visible = {f["path"]: f["visible"] for f in findings if f["kind"] == "customer_id"}
+    assert visible == {**dict.fromkeys(read, True), f"backup/{old.name}": False}

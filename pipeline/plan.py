@@ -299,6 +299,13 @@ class Planner:
             self._key_hashes[(kind, hash_kind)] = h
         return h
 
+    def _may_have_bloom(self, table: str) -> bool:
+        """False when the manifest says the table was written without bloom filters (then
+        no footer is searched for them); True when it says they were, or cannot say."""
+        tables = (self.lake.manifest or {}).get("tables", {})
+        writer = tables.get(table, {}).get("writer")
+        return writer is None or bool(writer.get("bloom_filter_options"))
+
     def _bloom_pays(self, table: str, rules: tuple[Rule, ...]) -> bool:
         """Whether to keep probing a table's filters: until BLOOM_MIN_PROBES row groups were
         probed, then while the column bytes they spared outweigh the filter bytes they cost
@@ -392,31 +399,38 @@ class Planner:
         names = schema.names
         idx = {c: names.index(c) for c, _ in rules if c in names}
         cols = list(dict.fromkeys([c for c, _ in rules if c in idx] + list(values)))
-        # per row group: the rules whose statistics may hold a key, with the slice of the
-        # (sorted) keys they may hold and the column chunk's metadata
-        in_range: list[list] = []
-        for i in range(md.num_row_groups):
-            rg = md.row_group(i)
-            held = []
-            for c, k in rules:
-                if c not in idx:
-                    continue
-                cc = rg.column(idx[c])
-                r = _stats_range(cc.statistics, self._np[k], self._sorted_py[k])
-                if r is None or r[1] > r[0]:
-                    held.append((c, k, r, cc))
-            in_range.append(held)
-        if not any(in_range):
-            plan.pruned_by = "stats"
-            return plan
-        if self.use_bloom and self._bloom_pays(f.table, rules):
+        if not (self.use_bloom and self._may_have_bloom(f.table)
+                and self._bloom_pays(f.table, rules)):
+            # statistics only: a row group is read once any rule may hold a key
+            candidates = [i for i in range(md.num_row_groups) if any(
+                _stats_may_hold(md.row_group(i).column(idx[c]).statistics, self._np[k],
+                                self._sorted_py[k]) for c, k in rules if c in idx)]
+            if not candidates:
+                plan.pruned_by = "stats"
+                return plan
+        else:
+            # per row group: the rules whose statistics may hold a key, with the slice of the
+            # (sorted) keys they may hold and the column chunk's metadata
+            in_range: list[list] = []
+            for i in range(md.num_row_groups):
+                rg = md.row_group(i)
+                held = []
+                for c, k in rules:
+                    if c not in idx:
+                        continue
+                    cc = rg.column(idx[c])
+                    r = _stats_range(cc.statistics, self._np[k], self._sorted_py[k])
+                    if r is None or r[1] > r[0]:
+                        held.append((c, k, r, cc))
+                in_range.append(held)
+            if not any(in_range):
+                plan.pruned_by = "stats"
+                return plan
             candidates = self._bloom_prune(f, pf, schema, idx, [names.index(c) for c in cols],
                                            in_range, plan)
             if not candidates:
                 plan.pruned_by = "bloom"
                 return plan
-        else:
-            candidates = [i for i, held in enumerate(in_range) if held]
         matched_rgs, total, parts, erase_rows, kept = [], 0, [], {}, {}
         for i in candidates:
             t = pf.read_row_group(i, columns=cols, use_threads=False)

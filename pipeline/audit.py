@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -517,19 +518,52 @@ def audit_raw(path: Path, rel: str, needles: RawNeedles) -> list[Finding]:
     def add(column: str, kind: str, n: int) -> None:
         counts[(column, kind)] = counts.get((column, kind), 0) + n
 
-    with open(path, "rb") as fh:
+    def scan(fh: BinaryIO, column: str) -> None:
         tail = b""
         while chunk := fh.read(RAW_CHUNK):
             data = tail + chunk
             for kind, n in raw_counts(data, needles).items():
-                add("(bytes)", kind, n)
+                add(column, kind, n)
             if in_journal:
                 for fieldname, n in journal_counts(data, needles.customer_ids).items():
                     add(fieldname, "customer_id", n)
             # keep an overlap so a needle cut by the chunk boundary is still seen (it may then
             # count twice: a count here only has to be non-zero to fail the audit)
             tail = data[-256:]
-    return [Finding(rel, c, k, n, False) for (c, k), n in counts.items()]
+
+    with open(path, "rb") as fh:
+        scan(fh, "(bytes)")
+    codec = compression_of(path)
+    if codec is not None:  # an export compressed as a whole: its bytes hide every needle
+        try:
+            with open_decompressed(path, codec) as fh:
+                scan(fh, f"({codec})")
+        except (OSError, EOFError, ValueError, pa.ArrowException):
+            pass  # a damaged or cut stream: what was read before the damage still counts
+    return [Finding(rel, c, k, n, False) for (c, k), n in counts.items() if n]
+
+
+# magic bytes of whole-file compression an export may use
+_COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"),
+                      (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+
+
+def compression_of(path: Path) -> str | None:
+    """The codec a file is compressed with as a whole (by its magic bytes), else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    return next((codec for magic, codec in _COMPRESSION_MAGIC if head.startswith(magic)), None)
+
+
+def open_decompressed(path: Path, codec: str) -> BinaryIO:
+    """The file's decompressed bytes as a stream (read a chunk at a time: bounded memory)."""
+    import bz2
+    import gzip
+    import lzma
+
+    if codec == "zstd":
+        return pa.CompressedInputStream(pa.OSFile(str(path)), "zstd")
+    return {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[codec](path, "rb")
 
 
 def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,

@@ -208,3 +208,36 @@ def test_a_file_the_views_read_is_visible(date_src: Path, tmp_path: Path) -> Non
     assert status == 1
     visible = {f["path"]: f["visible"] for f in findings if f["kind"] == "customer_id"}
     assert visible == {**dict.fromkeys(read, True), f"backup/{old.name}": False}
+
+
+@pytest.mark.parametrize("codec", ["gzip", "bz2", "xz", "zstd"])
+def test_a_compressed_export_is_read_inside(date_src: Path, tmp_path: Path, codec: str) -> None:
+    """An export compressed as a whole hides every needle from a byte search: the audit reads
+    it decompressed (by its magic bytes, whatever its name)."""
+    import bz2
+    import gzip
+    import lzma
+
+    import pyarrow as pa
+
+    lake = snapshot(date_src, tmp_path / "lake")
+    erased = speakers_of_pii(lake)[0]
+    csv = tmp_path / "x.csv"
+    result = CliRunner().invoke(app, [
+        "query", "--lake", str(lake), "--format", "csv", "-o", str(csv),
+        "--sql", f"select recording_id, text from transcripts where customer_id = {erased}"])
+    assert result.exit_code == 0, result.output
+    data = csv.read_bytes()
+    out = lake / "exports" / "history.bin"
+    out.parent.mkdir()
+    if codec == "zstd":
+        with pa.CompressedOutputStream(str(out), "zstd") as fh:
+            fh.write(data)
+    else:
+        out.write_bytes({"gzip": gzip.compress, "bz2": bz2.compress,
+                         "xz": lzma.compress}[codec](data))
+    assert b"," not in out.read_bytes()[:4]  # compressed: no plain text to find
+    status, findings = audit_json(lake, [erased], tmp_path / "a.json")
+    assert status == 1
+    assert ("exports/history.bin", f"({codec})", "recording_id") in {
+        (f["path"], f["column"], f["kind"]) for f in findings}

@@ -29,6 +29,7 @@ class Identifiers:
     email: list[str]
     phone: list[str]
     full_name: list[str]
+    street_address: list[str]
 
     def keys(self) -> dict[str, pa.Array]:
         return {"customer_id": pa.array(np.unique(self.customer_id)),
@@ -78,4 +79,5 @@ def identifiers(cfg: LakeConfig, customer_ids: np.ndarray) -> Identifiers:
         email=pii["email"].to_list() if pii is not None else [],
         phone=pii["phone"].to_list() if pii is not None else [],
         full_name=pii["full_name"].to_list() if pii is not None else [],
+        street_address=pii["street_address"].to_list() if pii is not None else [],
     )

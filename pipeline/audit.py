@@ -2,10 +2,12 @@
 
 Parquet table files are read through their columns: key columns (customer, device, recording
 ids, skill pseudonyms) by exact match, text columns for the customers' emails and phone numbers,
-and their full names as *possible* mentions (names are not unique, they never fail the audit).
+and their full names and street addresses as *possible* mentions (neither is unique: they never
+fail the audit).
 Any other Parquet file — an export, a copy, a scrub job's journal of keys — is read through all
 its columns whatever their names (see `column_needles` for what matches where). Any other file —
-journals, logs, temp files, manifests, receipts — is read as raw bytes.
+journals, logs, temp files, manifests, receipts — is read as raw bytes, and decompressed too when
+it is compressed as a whole (gzip, bz2, xz, zstd).
 
 A trace in a file a query reads (the manifest references it, or the views' globs match it) is
 *visible*; a trace anywhere else is *physically present* though hidden. Copy-on-write must leave
@@ -29,6 +31,8 @@ from pipeline.lake import SCRUB_DIR, Lake
 from pipeline.plan import key_array, match, match_np
 
 KEY_COLUMNS = ("customer_id", "device_id", "recording_id", "skill_user_id")
+# kinds of finding that may name another customer (not unique): listed apart, never residue
+POSSIBLE = ("name", "address")
 RAW_CHUNK = 32 << 20
 
 # When a value can be told from an ordinary one. Outside the columns named for the keys (raw
@@ -74,9 +78,10 @@ class Finding:
     column: str  # column (a nested leaf as a.b), "(bytes)" for a non-Parquet file, or the field
     # of a scrub job's journal that names the customers (present_id_values, present)
     kind: str  # customer_id | device_id | recording_id | skill_user_id | email | phone | name
+    # | address
     rows: int  # rows (Parquet) or occurrences (raw bytes)
     visible: bool  # in a file a query reads (the manifest's, or one the views' globs match)
-    possible: bool = False  # a name mention: reported apart, never fails the audit
+    possible: bool = False  # a name or address mention: reported apart, never fails
 
 
 @dataclass
@@ -108,7 +113,10 @@ class AuditReport:
                 "bytes_read": self.bytes_read, "clean": self.clean,
                 "logically_visible_rows": self.visible_rows,
                 "physically_present_hidden": self.hidden_rows,
-                "possible_name_mentions": sum(f.rows for f in self.findings if f.possible),
+                "possible_name_mentions": sum(f.rows for f in self.findings
+                                              if f.possible and f.kind == "name"),
+                "possible_address_mentions": sum(f.rows for f in self.findings
+                                                 if f.possible and f.kind == "address"),
                 "findings": [asdict(f) for f in self.findings]}
 
 
@@ -118,17 +126,20 @@ class Needles:
     emails: list[str]
     phones: list[str]
     names: list[str]
+    addresses: list[str] = field(default_factory=list)
 
     def text_patterns(self, names: bool = True) -> dict:
         """What text columns are searched with: exact-token sets for emails and phones
-        (phones without separators), a regex of full names for possible mentions."""
+        (phones without separators), regexes of full names and street addresses for possible
+        mentions (neither is unique to a customer)."""
         sets = {}
         if self.emails:
             sets["email"] = pa.array(sorted(set(self.emails)), pa.string())
         if self.phones:
             stripped = {re.sub(r"[ ().-]", "", p) for p in self.phones}
             sets["phone"] = pa.array(sorted(stripped), pa.string())
-        return {"sets": sets, "name": _alternation(self.names) if names else None}
+        return {"sets": sets, "name": _alternation(self.names) if names else None,
+                "address": _alternation(self.addresses) if names else None}
 
 
 def _alternation(words: list[str]) -> re.Pattern | None:
@@ -153,6 +164,7 @@ def needles_from(manifest: dict | None, customer_ids: np.ndarray, keys: dict[str
     emails: list[str] = []
     phones: list[str] = []
     names: list[str] = []
+    addresses: list[str] = []
     if manifest is not None and manifest.get("generator") == "voicescrub":
         from generators.truth import config_from_manifest, identifiers
 
@@ -163,14 +175,17 @@ def needles_from(manifest: dict | None, customer_ids: np.ndarray, keys: dict[str
             else:
                 keys[kind] = arr
         emails, phones, names = ids.email, ids.phone, ids.full_name
+        addresses = ids.street_address
     pii = pii_of(keys.get("customer_id"))
     return Needles(keys, sorted(set(emails) | set(pii["email"])),
                    sorted(set(phones) | set(pii["phone"])),
-                   sorted(set(names) | set(pii["full_name"])))
+                   sorted(set(names) | set(pii["full_name"])),
+                   sorted(set(addresses) | set(pii.get("street_address", []))))
 
 
 def _pii_in_lake(lake: Lake, ids: pa.Array | None) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {"email": [], "phone": [], "full_name": []}
+    out: dict[str, list[str]] = {"email": [], "phone": [], "full_name": [],
+                                 "street_address": []}
     if ids is None:
         return out
     for f in lake.files("customers") if "customers" in lake.tables() else []:
@@ -292,7 +307,7 @@ def audit_any_parquet(path: Path, rel: str, needles: ColumnNeedles, visible: boo
                 for kind, mask in _leaf_masks(values, named, needles).items():
                     n = _rows_hit(mask, rows)
                     if n:
-                        out.append(Finding(rel, leaf, kind, n, visible, possible=kind == "name"))
+                        out.append(Finding(rel, leaf, kind, n, visible, possible=kind in POSSIBLE))
     return _merge(out)
 
 
@@ -405,9 +420,10 @@ def _text_masks(col: pa.Array, patterns: dict) -> dict[str, np.ndarray]:
                     m = np.zeros(len(col), dtype=bool)
                     m[rows] = _token_mask(cand, sets[kind], split, strip)
                     masks[kind] = m
-    if patterns.get("name") is not None:
-        hits = pc.fill_null(pc.match_substring_regex(col, patterns["name"].pattern), False)
-        masks["name"] = hits.to_numpy(zero_copy_only=False)
+    for kind in POSSIBLE:
+        if patterns.get(kind) is not None:
+            hits = pc.fill_null(pc.match_substring_regex(col, patterns[kind].pattern), False)
+            masks[kind] = hits.to_numpy(zero_copy_only=False)
     return masks
 
 
@@ -429,7 +445,7 @@ def _text_value_masks(col: pa.Array, patterns: dict) -> dict[str, np.ndarray]:
 def _text_findings(col: pa.Array, rel: str, name: str, patterns: dict,
                    visible: bool) -> list[Finding]:
     counts = {k: int(m.sum()) for k, m in _text_value_masks(col, patterns).items()}
-    return [Finding(rel, name, k, n, visible, possible=k == "name")
+    return [Finding(rel, name, k, n, visible, possible=k in POSSIBLE)
             for k, n in counts.items() if n]
 
 

@@ -48,7 +48,7 @@ from pipeline.format_scrub import resolve_format_keys
 from pipeline.formats import FormatLake, TableFormat, get
 from pipeline.plan import match
 
-PII_COLUMNS = ("email", "phone", "full_name")
+PII_COLUMNS = ("email", "phone", "full_name", "street_address")
 ICEBERG_TRUNCATE = 16  # pyiceberg's default metrics mode: truncate(16)
 
 

@@ -248,13 +248,14 @@ def audit(
         out.print(t)
         if len(residue) > limit:
             out.print(f"… and {len(residue) - limit:,} more findings (--json for all)")
-    mentions = [f for f in report.findings if f.possible]
+    names = sum(f.rows for f in report.findings if f.possible and f.kind == "name")
+    addresses = sum(f.rows for f in report.findings if f.possible and f.kind == "address")
     out.print(f"read {report.files_read:,} files ({_human(report.bytes_read)}) for "
               f"{_plural(report.customers, 'customer')}: "
               f"logically visible {report.visible_rows:,}, "
               f"physically present but hidden {report.hidden_rows:,}, "
-              f"possible name mentions {sum(f.rows for f in mentions):,} "
-              f"(names are not unique; not residue)")
+              f"possible mentions: names {names:,}, street addresses {addresses:,} "
+              f"(not unique to a customer; not residue)")
     if not report.clean:
         out.print("[bold red]RESIDUE FOUND[/]")
         raise typer.Exit(1)

@@ -241,3 +241,29 @@ def test_a_compressed_export_is_read_inside(date_src: Path, tmp_path: Path, code
     assert status == 1
     assert ("exports/history.bin", f"({codec})", "recording_id") in {
         (f["path"], f["column"], f["kind"]) for f in findings}
+
+
+def test_street_addresses_are_possible_mentions_not_residue(date_src: Path,
+                                                            tmp_path: Path) -> None:
+    """A street address is PII but not unique to a customer: found in free text, it is listed
+    apart, like a name, and the audit still passes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from generators.truth import config_from_manifest, identifiers
+    from pipeline.scrub import run_scrub
+    from tests.pipeline.test_scrub import request
+
+    lake = snapshot(date_src, tmp_path / "lake")
+    erased = speakers_of_pii(lake)[0]
+    run_scrub(Lake.open(lake), request([erased]), "arrow", workers=2)
+    manifest = json.loads((lake / "_lake.json").read_text())
+    address = identifiers(config_from_manifest(manifest), np.array([erased])).street_address[0]
+    (lake / "notes").mkdir()
+    pq.write_table(pa.table({"note": [f"ship it to {address} please", "nothing here"]}),
+                   lake / "notes" / "n.parquet")
+    report = run_audit(Lake.open(lake), np.array([erased]))
+    assert report.clean
+    assert report.to_json()["possible_address_mentions"] >= 1
+    assert ("notes/n.parquet", "note", "address") in {
+        (f.path, f.column, f.kind) for f in report.findings if f.possible}

@@ -51,7 +51,7 @@ def kind_name(kind: str) -> str:
     customer_count (counts, whose small values would be false positives)."""
     stem = kind.removesuffix("_id")
     noun = "cust(?:omer)?" if stem == "customer" else re.escape(stem).replace("_", "[_ -]?")
-    return noun + r"(?:[_ -]?ids?)?"
+    return noun + r"(?:[_ .-]?ids?)?"
 
 
 def named_for(column: str, kind: str) -> bool:
@@ -347,6 +347,10 @@ def _leaf_masks(col: pa.Array, named: set[str], needles: ColumnNeedles) -> dict[
         col = col.cast(pa.string() if pa.types.is_string_view(col.type) else pa.binary())
     typ = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
     masks = {}
+    if pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        # ids exported as numbers of another type (pandas makes a nullable id float64, Spark
+        # a decimal): the integral values, compared as the integers they are
+        col, typ = _integral_as_int64(col), pa.int64()
     if pa.types.is_integer(typ):
         if not pa.types.is_dictionary(col.type) and typ != pa.int64():
             col = col.cast(pa.int64(), safe=False)  # uint64 wraps: only equal bits can match
@@ -363,6 +367,22 @@ def _leaf_masks(col: pa.Array, named: set[str], needles: ColumnNeedles) -> dict[
             if m.any():
                 masks[kind] = m
     return masks
+
+
+def _integral_as_int64(col: pa.Array) -> pa.Array:
+    """Float or decimal values as int64 where they are whole numbers (floats only up to 2^53,
+    where they are exact), null elsewhere."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if pa.types.is_floating(col.type):
+        whole = pc.and_(pc.equal(col, pc.trunc(col)), pc.less_equal(pc.abs(col), 2.0**53))
+    elif col.type.scale > 0:
+        whole = pc.equal(col, pc.round(col))
+    else:
+        whole = pc.is_valid(col)
+    kept = pc.if_else(pc.fill_null(whole, False), col, pa.scalar(None, col.type))
+    # whole values only (and decimals too wide for int64 wrap: only equal bits can match)
+    return kept.cast(pa.int64(), safe=False)
 
 
 def _rows_containing(col: pa.Array, chars: bytes) -> np.ndarray:
@@ -466,7 +486,10 @@ TOKENS = {
     # a customer id after a name that says customer (the rule of Parquet columns, kind_name):
     # `customer_id": 4`, `cust=4`, also inside JSON held in a JSON string (`customer_id\\":4`)
     "customer_id": re.compile(kind_name("customer_id").encode() +
-                              rb"[\\\"':= \[]{1,6}(\d+)(?!\d)", re.IGNORECASE),
+                              rb"[\\\"':= ]{1,6}(\d+)(?!\d)", re.IGNORECASE),
+    # …and every id of a list after such a name: `"customer_ids": [7, 8, 9]`
+    "customer_id_list": re.compile(kind_name("customer_id").encode() +
+                                   rb"[\\\"':= ]{0,6}\[([-\d,\s]*)\]", re.IGNORECASE),
     "email": re.compile(rb"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     "token": re.compile(rb"[\w.:-]{12,}"),
     "phone": re.compile(rb"\+\d[\d ()-]{5,20}\d"),
@@ -507,6 +530,9 @@ def raw_counts(data: bytes, needles: RawNeedles) -> dict[str, int]:
         add(kind, sum(v in values for v in longs))
     add("customer_id", sum(int(m) in needles.customer_ids
                            for m in TOKENS["customer_id"].findall(data)))
+    add("customer_id", sum(int(v) in needles.customer_ids
+                           for m in TOKENS["customer_id_list"].findall(data)
+                           for v in re.findall(rb"-?\d+", m)))
     tokens = {m.decode(errors="replace") for m in TOKENS["token"].findall(data)}
     add("skill_user_id", len(tokens & needles.strings["skill_user_id"]))
     emails = [m.decode(errors="replace") for m in TOKENS["email"].findall(data)]
@@ -554,8 +580,8 @@ def audit_raw(path: Path, rel: str, needles: RawNeedles) -> list[Finding]:
         try:
             with open_decompressed(path, codec) as fh:
                 scan(fh, f"({codec})")
-        except (OSError, EOFError, ValueError, pa.ArrowException):
-            pass  # a damaged or cut stream: what was read before the damage still counts
+        except Exception:  # noqa: BLE001 - zlib.error, lzma.LZMAError, …: a damaged or cut
+            pass  # stream; what was read before the damage still counts
     return [Finding(rel, c, k, n, False) for (c, k), n in counts.items() if n]
 
 

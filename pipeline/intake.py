@@ -93,7 +93,8 @@ def _build(column: pa.ChunkedArray | pa.Array, requested: pa.ChunkedArray | None
         ids = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
     else:
         text = np.asarray(column.cast(pa.string()).to_pylist(), dtype=object)
-        bad = [t for t in text if not str(t).strip().lstrip("-").isdigit()]
+        bad = [t for t in text
+               if not (str(t).strip().lstrip("-").isdigit() and str(t).isascii())]
         if bad:
             raise RequestError(f"{source}: customer_id {bad[0]!r} is not an integer")
         values = [int(str(t).strip()) for t in text]
@@ -114,9 +115,10 @@ def _build(column: pa.ChunkedArray | pa.Array, requested: pa.ChunkedArray | None
             ts = requested.cast(pa.timestamp("us", tz="UTC"))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise RequestError(f"{source}: requested_at is not a timestamp") from None
-        first = min(t for t in ts.to_pylist() if t is not None)
-        first = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
-        if first > when + _CLOCK_SKEW:
-            raise RequestError(f"{source}: requested_at {first.isoformat()} is in the future")
-        when = min(first, when)  # a request stamped a little ahead by another clock
+        stamps = [t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+                  for t in ts.to_pylist() if t is not None]
+        if max(stamps) > when + _CLOCK_SKEW:
+            raise RequestError(f"{source}: requested_at {max(stamps).isoformat()} is in the "
+                               "future")
+        when = min(min(stamps), when)  # a request stamped a little ahead by another clock
     return ErasureRequest(unique, when, source, len(ids) - len(unique))

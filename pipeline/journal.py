@@ -80,11 +80,22 @@ class Journal:
             return None
         base = hashlib.sha256(secret + np.asarray(ids, np.int64).tobytes()).hexdigest()[:16]
         job, n = cls(root, base), 0
+        # a receipt from before fingerprints were recorded cannot vouch for the lake: the
+        # request runs again (finding nothing where nothing came back)
         while fingerprint is not None and job.finished and \
-                job.receipt().get("lake_fingerprint", fingerprint) != fingerprint:
+                job.receipt().get("lake_fingerprint") != fingerprint:
             n += 1
             job = cls(root, f"{base}-{n}")
         return job
+
+    @staticmethod
+    def unfinished(root: Path) -> list[str]:
+        """Jobs on the lake that started and did not finish (killed, or failed)."""
+        d = root / SCRUB_DIR
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir()
+                      if (p / "plan.json").exists() and not (p / "done.json").exists())
 
     # --- state -------------------------------------------------------------------------
     @property

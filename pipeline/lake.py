@@ -73,6 +73,15 @@ class Lake:
                             "don't know which tables hold the customers")
         return cls(root, lineage, manifest)
 
+    def reload(self) -> None:
+        """Read the manifest again (a job that has just taken the lake's lock must not act on
+        one read before another job changed it)."""
+        if (self.root / MANIFEST).exists():
+            try:
+                self.manifest = json.loads((self.root / MANIFEST).read_text())
+            except json.JSONDecodeError as e:
+                raise LakeError(f"{self.root / MANIFEST} is not valid JSON: {e}") from None
+
     @property
     def layout(self) -> str | None:
         return self.manifest.get("layout") if self.manifest else None

@@ -34,7 +34,7 @@ from pipeline.commit import check_rewrite, commit_rewrite, file_identity, make_d
 from pipeline.faults import crashpoint
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal
-from pipeline.lake import DataFile, Lake, open_parquet
+from pipeline.lake import SCRUB_DIR, DataFile, Lake, LakeError, open_parquet
 from pipeline.lock import lake_lock
 from pipeline.plan import FilePlan, Planner, Rule
 from pipeline.receipt import build_receipt, write_receipt, write_receipt_copy
@@ -153,6 +153,7 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
     t_start = time.perf_counter()
     started_at = dt.datetime.now(dt.UTC)
     strategy = strategies.get(strategy_name)
+    lake.reload()  # the manifest as it is now that this job holds the lake
     fingerprint = lake.fingerprint()
     journal = Journal.for_request(lake.root, request.ids, create=False, fingerprint=fingerprint)
     if journal is not None and journal.finished:
@@ -170,6 +171,15 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
         keys, saved = journal.load()
         resumed = True
     else:
+        # A killed job's files and manifest are half old, half new: another job run now
+        # would rewrite the same files, and the killed one, resumed later, would write its
+        # stale counts into the manifest. Its own command must finish it first.
+        others = Journal.unfinished(lake.root)
+        if others:
+            raise LakeError(
+                f"job {others[0]} on this lake was interrupted and has not finished: re-run "
+                f"the command that started it to finish it first (its customer ids are in "
+                f"{SCRUB_DIR}/{others[0]}/keys-customer_id.parquet)")
         lake.validate()  # before anything is written, the receipt key included
         journal = Journal.for_request(lake.root, request.ids, fingerprint=fingerprint)
         keys = resolve_keys(lake, request.ids, workers, cache)

@@ -267,3 +267,33 @@ def test_street_addresses_are_possible_mentions_not_residue(date_src: Path,
     assert report.to_json()["possible_address_mentions"] >= 1
     assert ("notes/n.parquet", "note", "address") in {
         (f.path, f.column, f.kind) for f in report.findings if f.possible}
+
+
+def test_ids_exported_as_other_types_lists_and_structs_are_found(date_src: Path,
+                                                                 tmp_path: Path) -> None:
+    """What exports do to an id: pandas makes a nullable one float64, Spark a decimal, a
+    request log lists several, a nested record names it `customer.id`."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lake = snapshot(date_src, tmp_path / "lake")
+    a, b = speakers_of_pii(lake)[:2]
+    ex = lake / "exports"
+    ex.mkdir()
+    pq.write_table(pa.table({"customer_id": pa.array([float(a), None, 0.5])}), ex / "f.parquet")
+    pq.write_table(pa.table({"customer_id": pa.array([b], pa.decimal128(20, 0))}),
+                   ex / "d.parquet")
+    pq.write_table(pa.table({"customer": pa.array([{"id": a}])}), ex / "s.parquet")
+    (ex / "req.json").write_text(f'{{"customer_ids": [1, {a}, {b}]}}')
+    damaged = gzip.compress(b"x" * 9999)
+    (ex / "broken.gz").write_bytes(damaged[:20] + b"\xff" * 50 + damaged[70:])
+    (ex / "broken.xz").write_bytes(b"\xfd7zXZ\x00\x00\x04garbage")
+    status, findings = audit_json(lake, [a, b], tmp_path / "a.json")
+    assert status == 1
+    found = {(f["path"], f["column"]) for f in findings if f["path"].startswith("exports/")}
+    assert {("exports/f.parquet", "customer_id"), ("exports/d.parquet", "customer_id"),
+            ("exports/s.parquet", "customer.id"), ("exports/req.json", "(bytes)")} <= found
+    req = next(f for f in findings if f["path"] == "exports/req.json")
+    assert req["rows"] == 2  # both ids of the list, not only the first

@@ -306,3 +306,33 @@ def test_a_finished_request_is_not_done_when_rows_came_back_behind_the_manifest(
     stray.write_bytes(original.read_bytes())  # customer 7's row is back, unlisted
     with pytest.raises(LakeError, match="not in the manifest"):
         run_scrub(Lake.open(lake_dir), request([7]), "arrow", workers=2)
+
+
+def test_no_other_job_runs_while_a_killed_one_is_unfinished(date_src: Path,
+                                                            tmp_path: Path) -> None:
+    """A job killed after its manifest update, then another job, then the first resumed: the
+    second would rewrite the killed one's files and the resume write stale counts. So the
+    second is refused until the first is finished by its own command."""
+    from pipeline import faults
+
+    lake_dir = snapshot(date_src, tmp_path / "lake")
+
+    def die(point: str) -> None:
+        if point == "after_manifest":
+            raise KeyboardInterrupt  # stands for the kill
+    real = faults.crashpoint
+    try:
+        faults.crashpoint = die
+        import pipeline.scrub as scrub_mod
+        scrub_mod.crashpoint = die
+        with pytest.raises(KeyboardInterrupt):
+            run_scrub(Lake.open(lake_dir), request([7, 8]), "arrow", workers=2)
+    finally:
+        faults.crashpoint = real
+        scrub_mod.crashpoint = real
+    with pytest.raises(LakeError, match="interrupted and has not finished"):
+        run_scrub(Lake.open(lake_dir), request([9]), "arrow", workers=2)
+    assert not run_scrub(Lake.open(lake_dir), request([7, 8]), "arrow", workers=2).already_done
+    assert run_scrub(Lake.open(lake_dir), request([9]), "arrow", workers=2).receipt[
+        "verification"]["passed"]
+    assert run_audit(Lake.open(lake_dir), np.array([7, 8, 9]), names=False).clean

@@ -27,6 +27,10 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
+# XXH64's rotation and final avalanche, which the row checksum's hash uses too
+from pipeline.rowhash import _fmix as _avalanche
+from pipeline.rowhash import _rotl
+
 # XXH64 (xxHash spec 0.1.1)
 _P1 = np.uint64(0x9E3779B185EBCA87)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -52,23 +56,8 @@ class BloomError(ValueError):
 
 
 @nb.njit(inline="always")
-def _rotl(x, r):
-    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
-
-
-@nb.njit(inline="always")
 def _round(acc, lane):
     return _rotl(acc + lane * _P2, 31) * _P1
-
-
-@nb.njit(inline="always")
-def _avalanche(h):
-    h ^= h >> np.uint64(33)
-    h *= _P2
-    h ^= h >> np.uint64(29)
-    h *= _P3
-    h ^= h >> np.uint64(32)
-    return h
 
 
 @nb.njit(inline="always")

@@ -21,6 +21,7 @@ Verification is timed apart from the two steps.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import time
@@ -38,7 +39,7 @@ from pipeline.journal import Journal, keyed_hashes, lake_secret
 from pipeline.lake import SCRUB_DIR
 from pipeline.lock import lake_lock
 from pipeline.plan import key_array, match
-from pipeline.receipt import engine_versions
+from pipeline.receipt import engine_versions, write_receipt_copy
 from pipeline.rowhash import row_checksum
 from pipeline.strategies.base import add64
 
@@ -82,13 +83,36 @@ def _files_checksum(paths: list[str],
     """(rows, checksum) of the rows of Parquet files, minus rows holding a key (`drop`)."""
     rows, total = 0, 0
     for p in paths:
-        t = pq.read_table(p)
+        t = _without_views(pq.read_table(p))
         t = t.select(sorted(t.column_names))  # engines may order columns differently
         if drop is not None and drop[0] in t.column_names:
             t = t.filter(pc.invert(match(t[drop[0]], drop[1])))
         rows += t.num_rows
         total = add64(total, row_checksum(t))
     return rows, total
+
+
+def _plain_view(a: pa.Array) -> pa.Array:
+    if pa.types.is_string_view(a.type):
+        return a.cast(pa.string())
+    if pa.types.is_binary_view(a.type):
+        return a.cast(pa.binary())
+    if pa.types.is_dictionary(a.type) and (pa.types.is_string_view(a.type.value_type)
+                                           or pa.types.is_binary_view(a.type.value_type)):
+        return pa.DictionaryArray.from_arrays(a.indices, _plain_view(a.dictionary))
+    return a
+
+
+def _without_views(t: pa.Table) -> pa.Table:
+    """View-typed columns (delta-rs writes string_view) as their plain types: Arrow 26 has no
+    take or filter kernel for views. The checksum hashes both alike."""
+    if not any(pa.types.is_string_view(f.type) or pa.types.is_binary_view(f.type)
+               or (pa.types.is_dictionary(f.type) and (
+                   pa.types.is_string_view(f.type.value_type)
+                   or pa.types.is_binary_view(f.type.value_type))) for f in t.schema):
+        return t
+    return pa.table({n: pa.chunked_array([_plain_view(c) for c in t[n].chunks])
+                     if t[n].num_chunks else t[n] for n in t.column_names})
 
 
 def _disk_bytes(root: Path) -> int:
@@ -215,9 +239,13 @@ def run_format_scrub(flake: FormatLake, request: ErasureRequest, strategy: str, 
 def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical_only: bool,
            verify: bool, receipt_path: Path | None) -> tuple[dict, Path]:
     started_at = dt.datetime.now(dt.UTC)
-    journal = Journal.for_request(flake.root, request.ids)
-    if journal.finished:
-        return journal.receipt(), journal.dir / "done.json"
+    journal = Journal.for_request(flake.root, request.ids,
+                                  fingerprint=format_fingerprint(flake, fmt))
+    if journal.finished:  # and the lake is as that job (or the purge after it) left it
+        done = journal.receipt()
+        if receipt_path is not None:
+            return done, write_receipt_copy(done, receipt_path)
+        return done, journal.dir / "done.json"
     t0 = time.perf_counter()
     keys = resolve_format_keys(flake, fmt, request.ids)
     present = _present(flake, fmt, request.ids)
@@ -248,8 +276,20 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
         ).total_seconds()
     receipt["timings_s"]["total"] = time.perf_counter() - t0
     receipt["timings_s"] = {k: round(v, 4) for k, v in receipt["timings_s"].items()}
+    # the lake as this job leaves it: a re-run of the request is a no-op only while it holds
+    receipt["lake_fingerprint"] = format_fingerprint(flake, fmt)
     path = _write(flake, journal, receipt, receipt_path)
     return receipt, path
+
+
+def format_fingerprint(flake: FormatLake, fmt: TableFormat) -> str:
+    """What a format lake's current snapshot holds, in one digest: every table's data files.
+    New data, another job's delete or a purge's rewrite changes it."""
+    h = hashlib.sha256()
+    for table in flake.tables():
+        for path in sorted(fmt.data_files(flake, table)):
+            h.update(f"{table}\0{path}\n".encode())
+    return h.hexdigest()
 
 
 def run_purge(flake: FormatLake, strategy: str, *, verify: bool = True,
@@ -265,6 +305,7 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
     pending = _pending(flake)
     try:
         phys = _purge(flake, fmt, verify)
+        after = format_fingerprint(flake, fmt)  # the lake the purge leaves
     finally:
         fmt.release(flake)
     finished = dt.datetime.fromisoformat(phys["finished_at"])
@@ -285,6 +326,7 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
         done = flake.root / SCRUB_DIR / job_id / "done.json"
         if done.exists():
             r = json.loads(done.read_text())
+            r["lake_fingerprint"] = after  # the purge finished its job: the lake it left
             r["state"] = "physically deleted"
             r["purged_by"] = path.name
             r["delete_persistence_latency_s"] = next(

@@ -164,7 +164,18 @@ def match_np(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
             return np.concatenate([match_np(c, keys) for c in column.chunks] or
                                   [np.zeros(0, dtype=bool)])
     if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
+        # each distinct value matched once, then mapped to the rows (no decoding: Arrow 26
+        # cannot even take from a string_view dictionary, as delta-rs writes them)
+        hit = match_np(column.dictionary, keys)
+        if column.null_count:
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            idx = pc.fill_null(column.indices, 0).to_numpy(zero_copy_only=False)
+            return hit[idx] & valid if len(hit) else np.zeros(len(column), dtype=bool)
+        idx = column.indices.to_numpy(zero_copy_only=False)
+        return hit[idx] if len(hit) else np.zeros(len(column), dtype=bool)
+    if pa.types.is_string_view(column.type) or pa.types.is_binary_view(column.type):
+        column = column.cast(pa.string() if pa.types.is_string_view(column.type)
+                             else pa.binary())
     if pa.types.is_integer(column.type) and pa.types.is_integer(keys.type):
         # pc.is_in would rebuild a hash set of the keys on every call (100k recording ids).
         if column.null_count:

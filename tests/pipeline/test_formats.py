@@ -145,6 +145,15 @@ def test_two_steps_logical_then_physical(fmt: str, date_src: Path, tmp_path: Pat
     assert done["state"] == "physically deleted" and done["delete_persistence_latency_s"] > 0
     assert all(len(h) == 32 for h in done["request"]["ids_hashed"])  # hashes, no raw id
 
+    # the same request again: the lake is as the purge left it, a no-op
+    again, _ = run_format_scrub(flake, _request(ids), fmt)
+    assert again["job_id"] == done["job_id"]
+    # once another job changed the lake, the same ids are a new request (the next job)
+    run_format_scrub(flake, _request([3]), fmt)
+    later, _ = run_format_scrub(flake, _request(ids), fmt)
+    assert later["job_id"] == done["job_id"] + "-1"
+    assert later["logical"]["verification"]["passed"]
+
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @settings(max_examples=2, deadline=None,

@@ -91,6 +91,9 @@ class AuditReport:
     files_read: int = 0
     bytes_read: int = 0
     findings: list[Finding] = field(default_factory=list)
+    # ids the generator never gave a customer (a voicescrub lake knows): "clean" says nothing
+    # of them, so the report says so
+    never_in_lake: int = 0
 
     @property
     def residue(self) -> list[Finding]:
@@ -111,6 +114,7 @@ class AuditReport:
     def to_json(self) -> dict:
         return {"lake": self.lake, "customers": self.customers, "files_read": self.files_read,
                 "bytes_read": self.bytes_read, "clean": self.clean,
+                "ids_never_in_lake": self.never_in_lake,
                 "logically_visible_rows": self.visible_rows,
                 "physically_present_hidden": self.hidden_rows,
                 "possible_name_mentions": sum(f.rows for f in self.findings
@@ -623,6 +627,10 @@ def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
     table_files = {f.path for t in lake.tables() for f in lake.files(t)}
     visible = table_files | view_files(lake)
     report = AuditReport(str(lake.root), int(len(customer_ids)))
+    if lake.manifest is not None and lake.manifest.get("generator") == "voicescrub":
+        n = lake.manifest["config"]["n_customers"]
+        ids = np.asarray(customer_ids, np.int64)
+        report.never_in_lake = int(np.count_nonzero((ids < 1) | (ids > n)))
 
     def one(p: Path) -> list[Finding]:
         rel = p.relative_to(lake.root).as_posix()

@@ -250,8 +250,9 @@ def audit(
             out.print(f"… and {len(residue) - limit:,} more findings (--json for all)")
     names = sum(f.rows for f in report.findings if f.possible and f.kind == "name")
     addresses = sum(f.rows for f in report.findings if f.possible and f.kind == "address")
+    never = f" ({report.never_in_lake:,} never in this lake)" if report.never_in_lake else ""
     out.print(f"read {report.files_read:,} files ({_human(report.bytes_read)}) for "
-              f"{_plural(report.customers, 'customer')}: "
+              f"{_plural(report.customers, 'customer')}{never}: "
               f"logically visible {report.visible_rows:,}, "
               f"physically present but hidden {report.hidden_rows:,}, "
               f"possible mentions: names {names:,}, street addresses {addresses:,} "

@@ -81,6 +81,19 @@ def read_request(path: Path) -> ErasureRequest:
     return _build(table["customer_id"], requested, str(path))
 
 
+def _iso_timestamps(requested: pa.ChunkedArray | pa.Array, source: str) -> pa.Array:
+    """requested_at written as ISO 8601 forms Arrow's cast does not take (no seconds, e.g.
+    `2026-11-20 10:00`); a request file is small, so value by value."""
+    out = []
+    for v in requested.to_pylist():
+        try:
+            out.append(None if v is None else dt.datetime.fromisoformat(str(v).strip()))
+        except ValueError:
+            raise RequestError(f"{source}: requested_at {v!r} is not a timestamp") from None
+    return pa.array([t if t is None or t.tzinfo else t.replace(tzinfo=dt.UTC) for t in out],
+                    pa.timestamp("us", tz="UTC"))
+
+
 def _build(column: pa.ChunkedArray | pa.Array, requested: pa.ChunkedArray | None,
            source: str) -> ErasureRequest:
     if column.null_count:
@@ -114,7 +127,7 @@ def _build(column: pa.ChunkedArray | pa.Array, requested: pa.ChunkedArray | None
         try:
             ts = requested.cast(pa.timestamp("us", tz="UTC"))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise RequestError(f"{source}: requested_at is not a timestamp") from None
+            ts = _iso_timestamps(requested, source)
         stamps = [t if t.tzinfo else t.replace(tzinfo=dt.UTC)
                   for t in ts.to_pylist() if t is not None]
         if max(stamps) > when + _CLOCK_SKEW:

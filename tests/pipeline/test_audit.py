@@ -297,3 +297,14 @@ def test_ids_exported_as_other_types_lists_and_structs_are_found(date_src: Path,
             ("exports/s.parquet", "customer.id"), ("exports/req.json", "(bytes)")} <= found
     req = next(f for f in findings if f["path"] == "exports/req.json")
     assert req["rows"] == 2  # both ids of the list, not only the first
+
+
+def test_an_id_the_lake_never_held_is_said_to_be_so(date_src: Path, tmp_path: Path) -> None:
+    """'clean' for an id no customer ever had says nothing about a real customer: the report
+    tells them apart."""
+    n = json.loads((date_src / "_lake.json").read_text())["config"]["n_customers"]
+    result = CliRunner().invoke(app, ["audit", "--lake", str(date_src), "--ids",
+                                      f"{n + 1},0", "--json", str(tmp_path / "a.json")])
+    assert result.exit_code == 0, result.output
+    assert "(2 never in this lake)" in result.output
+    assert json.loads((tmp_path / "a.json").read_text())["ids_never_in_lake"] == 2

@@ -51,3 +51,14 @@ def test_malformed_requests(tmp_path: Path, content: str | None, name: str,
 def test_malformed_ids(text: str, message: str) -> None:
     with pytest.raises(RequestError, match=message):
         parse_ids(text)
+
+
+def test_requested_at_in_the_iso_forms_people_write(tmp_path: Path) -> None:
+    import datetime as dt
+
+    p = tmp_path / "r.csv"
+    p.write_text("customer_id,requested_at\n7,2026-11-20 10:00\n8,2026-11-20T12:30+02:00\n")
+    assert read_request(p).requested_at == dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    p.write_text("customer_id,requested_at\n7,yesterday\n")
+    with pytest.raises(RequestError, match="'yesterday' is not a timestamp"):
+        read_request(p)

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.lake import SCRUB_DIR, Lake
-from pipeline.plan import key_array, match, match_np
+from pipeline.plan import key_array, match, match_np, plain_views
 
 KEY_COLUMNS = ("customer_id", "device_id", "recording_id", "skill_user_id")
 # kinds of finding that may name another customer (not unique): listed apart, never residue
@@ -242,9 +242,7 @@ def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
     for i in range(pf.metadata.num_row_groups):
         rg = pf.read_row_group(i, columns=columns)
         for name in columns:
-            col = rg[name].combine_chunks()
-            if pa.types.is_string_view(col.type):  # delta-rs writes views
-                col = col.cast(pa.string())
+            col = plain_views(rg[name].combine_chunks())  # delta-rs writes views
             if name in text:
                 out += _text_findings(col, rel, name, patterns, visible)
             if name in keys:
@@ -347,8 +345,7 @@ def _is_text(typ: pa.DataType) -> bool:
 
 def _leaf_masks(col: pa.Array, named: set[str], needles: ColumnNeedles) -> dict[str, np.ndarray]:
     """kind -> values holding it, for one leaf of any type (other types hold no needle)."""
-    if pa.types.is_string_view(col.type) or pa.types.is_binary_view(col.type):
-        col = col.cast(pa.string() if pa.types.is_string_view(col.type) else pa.binary())
+    col = plain_views(col)
     typ = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
     masks = {}
     if pa.types.is_floating(typ) or pa.types.is_decimal(typ):

@@ -38,7 +38,7 @@ from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal, keyed_hashes, lake_secret
 from pipeline.lake import SCRUB_DIR
 from pipeline.lock import lake_lock
-from pipeline.plan import key_array, match
+from pipeline.plan import is_view, key_array, match, plain_views
 from pipeline.receipt import engine_versions, write_receipt_copy
 from pipeline.rowhash import row_checksum
 from pipeline.strategies.base import add64
@@ -92,26 +92,11 @@ def _files_checksum(paths: list[str],
     return rows, total
 
 
-def _plain_view(a: pa.Array) -> pa.Array:
-    if pa.types.is_string_view(a.type):
-        return a.cast(pa.string())
-    if pa.types.is_binary_view(a.type):
-        return a.cast(pa.binary())
-    if pa.types.is_dictionary(a.type) and (pa.types.is_string_view(a.type.value_type)
-                                           or pa.types.is_binary_view(a.type.value_type)):
-        return pa.DictionaryArray.from_arrays(a.indices, _plain_view(a.dictionary))
-    return a
-
-
 def _without_views(t: pa.Table) -> pa.Table:
-    """View-typed columns (delta-rs writes string_view) as their plain types: Arrow 26 has no
-    take or filter kernel for views. The checksum hashes both alike."""
-    if not any(pa.types.is_string_view(f.type) or pa.types.is_binary_view(f.type)
-               or (pa.types.is_dictionary(f.type) and (
-                   pa.types.is_string_view(f.type.value_type)
-                   or pa.types.is_binary_view(f.type.value_type))) for f in t.schema):
+    """View-typed columns as their plain types, so the table can be filtered."""
+    if not any(is_view(f.type) for f in t.schema):
         return t
-    return pa.table({n: pa.chunked_array([_plain_view(c) for c in t[n].chunks])
+    return pa.table({n: pa.chunked_array([plain_views(c) for c in t[n].chunks])
                      if t[n].num_chunks else t[n] for n in t.column_names})
 
 

@@ -173,9 +173,7 @@ def match_np(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
             return hit[idx] & valid if len(hit) else np.zeros(len(column), dtype=bool)
         idx = column.indices.to_numpy(zero_copy_only=False)
         return hit[idx] if len(hit) else np.zeros(len(column), dtype=bool)
-    if pa.types.is_string_view(column.type) or pa.types.is_binary_view(column.type):
-        column = column.cast(pa.string() if pa.types.is_string_view(column.type)
-                             else pa.binary())
+    column = plain_views(column)
     if pa.types.is_integer(column.type) and pa.types.is_integer(keys.type):
         # pc.is_in would rebuild a hash set of the keys on every call (100k recording ids).
         if column.null_count:
@@ -188,6 +186,23 @@ def match_np(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
     if column.type != keys.type:
         keys = keys.cast(column.type)
     return pc.fill_null(pc.is_in(column, value_set=keys), False).to_numpy(zero_copy_only=False)
+
+
+def is_view(t: pa.DataType) -> bool:
+    """A view type, plain or as a dictionary's values (delta-rs writes string_view)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string_view(t) or pa.types.is_binary_view(t)
+
+
+def plain_views(a: pa.Array) -> pa.Array:
+    """View-typed values as their plain types (also a dictionary's): Arrow 26 has no take,
+    filter or membership kernel for views. A row checksum hashes both alike."""
+    if not is_view(a.type):
+        return a
+    if pa.types.is_dictionary(a.type):
+        return pa.DictionaryArray.from_arrays(a.indices, plain_views(a.dictionary))
+    return a.cast(pa.string() if pa.types.is_string_view(a.type) else pa.binary())
 
 
 def match(column: pa.Array | pa.ChunkedArray, keys: pa.Array) -> pa.Array:

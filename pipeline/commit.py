@@ -38,6 +38,8 @@ def check_rewrite(fp: FilePlan, task: RewriteTask, result: RewriteResult, deep: 
         problems.append(f"strategy erased {result.rows_erased}, plan found {fp.rows_matched}")
     if result.keys_left:
         problems.append(f"{result.keys_left} rows still hold a key")
+    if result.erased_without_key:
+        problems.append(f"{result.erased_without_key} erased rows hold no key")
     if deep and not problems:
         problems += _deep_check(task, result)
     if problems:

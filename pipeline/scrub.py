@@ -431,5 +431,8 @@ def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]
         "footers_checked": len(changed),
         "footers_reread": len(reread),
         "keys_left_in_written_rows": keys_left_streamed,
+        # rows erased at positions the plan matched, each checked to hold a key (a rewrite
+        # that erased one without a key fails its commit check)
+        "erased_rows_checked_for_a_key": sum(r.erased_checked for r in results.values()),
         "keys_left_on_rescan": rescan_left,
     }

@@ -51,6 +51,10 @@ class RewriteResult:
     rows_erased: int = 0
     checksum_kept: int = 0  # order-insensitive: sum of row hashes mod 2^64
     keys_left: int = 0  # keys seen in the rows handed to the writer: must be 0
+    # rows dropped that hold no key (a strategy erasing positions it was given checks them):
+    # must be 0
+    erased_without_key: int = 0
+    erased_checked: int = 0  # erased rows whose key was checked that way
     bytes_written: int = 0
     row_groups_written: int = 0
     # The new file as the commit step checked its footer (device, inode, size, mtime), and
@@ -134,6 +138,12 @@ def erase_mask_np(data: pa.Table | pa.RecordBatch, task: RewriteTask) -> np.ndar
     for col, kind in task.rules:
         mask |= match_np(data[col], task.keys[kind])
     return mask
+
+
+def count_keyless(data: pa.Table | pa.RecordBatch, task: RewriteTask) -> int:
+    """How many rows of `data` hold no key in any rule's column (rows about to be erased
+    must hold one: a plan that matched the wrong position would otherwise go unseen)."""
+    return int(np.count_nonzero(~erase_mask_np(data, task)))
 
 
 def erase_mask(data: pa.Table | pa.RecordBatch, task: RewriteTask) -> pa.Array:

@@ -4,8 +4,10 @@ of the new file (minus its erased rows). The key columns the plan read are not d
 only the other columns of those row groups are read.
 
 The rows to erase are the positions the plan matched when it read the key columns (so the keys
-are not matched a second time); without them (a resumed job) the keys are matched here. Either
-way the shared Sink checks that no written row holds a key.
+are not matched over whole columns a second time); without them (a resumed job) the keys are
+matched here. The rows at the plan's positions are checked to hold a key (a few rows: the check
+that "rows erased = rows the plan found" cannot make here, since it holds by construction), and
+the shared Sink checks that no written row holds one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pipeline.strategies.base import (
     Sink,
     Strategy,
     account_input,
+    count_keyless,
     erase_mask_np,
 )
 
@@ -40,8 +43,11 @@ class ArrowRewrite(Strategy):
                 rg = _read_row_group(pf, i, task)
                 erased, kept = 0, rg
                 if i in with_keys:
-                    keep = _keep_mask(rg, task, i)
+                    keep, planned = _keep_mask(rg, task, i)
                     erased = rg.num_rows - int(np.count_nonzero(keep))
+                    if planned is not None and len(planned):
+                        result.erased_without_key += _keyless_at(rg, task, planned)
+                        result.erased_checked += len(planned)
                     if erased:
                         kept = rg.filter(pa.array(keep, pa.bool_()))
                 account_input(result, rg, erased)
@@ -65,13 +71,20 @@ def _read_row_group(pf: pq.ParquetFile, i: int, task: RewriteTask) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=task.schema)  # (pf.schema_arrow converts anew)
 
 
-def _keep_mask(rg: pa.Table, task: RewriteTask, i: int) -> np.ndarray:
+def _keep_mask(rg: pa.Table, task: RewriteTask, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows to keep, and the plan's positions of the rows to erase (None: matched here)."""
     planned = task.erase_rows.get(i) if task.erase_rows is not None else None
     if planned is None:
-        return ~erase_mask_np(rg, task)
+        return ~erase_mask_np(rg, task), None
     keep = np.ones(rg.num_rows, dtype=bool)
     keep[planned] = False
-    return keep
+    return keep, planned
+
+
+def _keyless_at(rg: pa.Table, task: RewriteTask, positions: np.ndarray) -> int:
+    """Rows at `positions` that hold no key: only the rule columns are taken."""
+    cols = list(dict.fromkeys(col for col, _ in task.rules))
+    return count_keyless(rg.select(cols).take(pa.array(positions)), task)
 
 
 STRATEGY = ArrowRewrite

@@ -336,3 +336,41 @@ def test_no_other_job_runs_while_a_killed_one_is_unfinished(date_src: Path,
     assert run_scrub(Lake.open(lake_dir), request([9]), "arrow", workers=2).receipt[
         "verification"]["passed"]
     assert run_audit(Lake.open(lake_dir), np.array([7, 8, 9]), names=False).clean
+
+
+def test_a_plan_that_matched_a_row_without_a_key_fails_its_commit(
+        date_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arrow strategy erases the positions the plan matched, so "rows erased = rows the
+    plan found" holds whatever the plan did: the rows at those positions are checked to hold a
+    key, and a rewrite that would erase one without fails before its rename."""
+    from pipeline.commit import CommitError
+    from pipeline.plan import Planner
+
+    real = Planner.plan_file
+
+    def off_by_one(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        fp = real(self, *a, **k)
+        for i, rows in (fp.erase_rows or {}).items():
+            n = fp.source.metadata.row_group(i).num_rows if fp.source else 0
+            free = np.setdiff1d(np.arange(n), rows)
+            if len(free):  # one of the matched rows swapped for a row that holds no key
+                rows[0] = free[0]
+                break
+        return fp
+
+    monkeypatch.setattr(Planner, "plan_file", off_by_one)
+    lake_dir = snapshot(date_src, tmp_path / "lake")
+    before = lake_digest(lake_dir)
+    with pytest.raises(CommitError, match="erased rows hold no key"):
+        run_scrub(Lake.open(lake_dir), request([5, 6, 7]), "arrow", workers=1)
+    # one worker: the first file the plan touched failed, so no data file changed
+    after = lake_digest(lake_dir)
+    assert {k: v for k, v in after.items() if not k.startswith("_scrub/")} == before
+
+
+def test_the_receipt_counts_the_erased_rows_checked_for_a_key(date_src: Path,
+                                                              tmp_path: Path) -> None:
+    out = run_scrub(Lake.open(snapshot(date_src, tmp_path / "lake")), request([5, 6, 7]),
+                    "arrow")
+    v = out.receipt["verification"]
+    assert v["erased_rows_checked_for_a_key"] == out.receipt["totals"]["rows_erased"] > 0

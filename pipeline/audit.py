@@ -7,7 +7,7 @@ fail the audit).
 Any other Parquet file — an export, a copy, a scrub job's journal of keys — is read through all
 its columns whatever their names (see `column_needles` for what matches where). Any other file —
 journals, logs, temp files, manifests, receipts — is read as raw bytes, and decompressed too when
-it is compressed as a whole (gzip, bz2, xz, zstd).
+it is compressed as a whole (gzip, bz2, xz, zstd); an archive (zip, tar) member by member.
 
 A trace in a file a query reads (the manifest references it, or the views' globs match it) is
 *visible*; a trace anywhere else is *physically present* though hidden. Copy-on-write must leave
@@ -15,7 +15,13 @@ neither."""
 
 from __future__ import annotations
 
+import functools
+import io
 import re
+import shutil
+import tarfile
+import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -503,9 +509,12 @@ class RawNeedles:
     ints: dict[str, set[int]]  # every integer key kind: matched against long digit runs
     customer_ids: set[int]  # matched after a name that says customer
     strings: dict[str, set[str]]  # skill_user_id / email / phone
+    # possible mentions (kind -> RE2 alternation of full names / street addresses), counted
+    # by Arrow's RE2 kernel: linear in the bytes whatever the number of names
+    mentions: dict[str, str] = field(default_factory=dict)
 
 
-def raw_needles(needles: Needles) -> RawNeedles:
+def raw_needles(needles: Needles, names: bool = True) -> RawNeedles:
     # the distinctive values of every integer kind (a long customer id is as telling as a
     # recording id) among the long digit runs; only those: a run of zeros ending in 7 is 7
     ints = {k: set(_distinctive(v).to_pylist()) for k, v in needles.keys.items()
@@ -515,7 +524,13 @@ def raw_needles(needles: Needles) -> RawNeedles:
     sk = needles.keys.get("skill_user_id")
     strings = {"skill_user_id": set(sk.to_pylist()) if sk is not None else set(),
                "email": set(needles.emails), "phone": set(needles.phones)}
-    return RawNeedles(ints, cust, strings)
+    mentions = {}
+    if names:
+        for kind, words in (("name", needles.names), ("address", needles.addresses)):
+            words = sorted({w for w in words if w}, key=len, reverse=True)
+            if words:
+                mentions[kind] = "|".join(re.escape(w) for w in words)
+    return RawNeedles(ints, cust, strings, mentions)
 
 
 def raw_counts(data: bytes, needles: RawNeedles) -> dict[str, int]:
@@ -537,10 +552,25 @@ def raw_counts(data: bytes, needles: RawNeedles) -> dict[str, int]:
     tokens = {m.decode(errors="replace") for m in TOKENS["token"].findall(data)}
     add("skill_user_id", len(tokens & needles.strings["skill_user_id"]))
     emails = [m.decode(errors="replace") for m in TOKENS["email"].findall(data)]
-    add("email", sum(e in needles.strings["email"] for e in emails))
+    add("email", sum(_is_email_of(e, needles.strings["email"]) for e in emails))
     phones = [m.decode(errors="replace") for m in TOKENS["phone"].findall(data)]
     add("phone", sum(p in needles.strings["phone"] for p in phones))
+    if needles.mentions:
+        chunk = pa.array([data], pa.large_binary())
+        for kind, pattern in needles.mentions.items():
+            add(kind, pc.count_substring_regex(chunk, pattern)[0].as_py())
     return counts
+
+
+def _is_email_of(token: str, emails: set[str]) -> bool:
+    """The token is one of the emails, or one followed by more dotted text (a file named
+    `jane@example.com.csv`: the token's domain runs on)."""
+    while token not in emails:
+        head, dot, _ = token.rpartition(".")
+        if not dot or "." not in head.partition("@")[2]:
+            return False
+        token = head
+    return True
 
 
 def journal_counts(data: bytes, customer_ids: set[int]) -> dict[str, int]:
@@ -553,37 +583,143 @@ def journal_counts(data: bytes, customer_ids: set[int]) -> dict[str, int]:
     return counts
 
 
-def audit_raw(path: Path, rel: str, needles: RawNeedles) -> list[Finding]:
-    """Occurrences in a file's bytes; under _scrub/ also the customers a job's journal names."""
+def audit_raw(path: Path, rel: str, needles: RawNeedles,
+              parquet_member: Callable[[Path, str], list[Finding]] | None = None,
+              depth: int = 0) -> list[Finding]:
+    """Occurrences in a file's bytes; under _scrub/ also the customers a job's journal names.
+    A file compressed as a whole is read decompressed too. An archive (zip; tar, plain or
+    compressed as a whole) is read member by member, each finding's column naming the member;
+    a Parquet member is read through its columns (`parquet_member`), an archive member opened
+    in turn, up to ARCHIVE_DEPTH levels down."""
     in_journal = rel.startswith(SCRUB_DIR + "/")
-    counts: dict[tuple[str, str], int] = {}  # (column, kind) -> occurrences
-
-    def add(column: str, kind: str, n: int) -> None:
-        counts[(column, kind)] = counts.get((column, kind), 0) + n
-
-    def scan(fh: BinaryIO, column: str) -> None:
-        tail = b""
-        while chunk := fh.read(RAW_CHUNK):
-            data = tail + chunk
-            for kind, n in raw_counts(data, needles).items():
-                add(column, kind, n)
-            if in_journal:
-                for fieldname, n in journal_counts(data, needles.customer_ids).items():
-                    add(fieldname, "customer_id", n)
-            # keep an overlap so a needle cut by the chunk boundary is still seen (it may then
-            # count twice: a count here only has to be non-zero to fail the audit)
-            tail = data[-256:]
-
     with open(path, "rb") as fh:
-        scan(fh, "(bytes)")
-    codec = compression_of(path)
-    if codec is not None:  # an export compressed as a whole: its bytes hide every needle
-        try:
-            with open_decompressed(path, codec) as fh:
-                scan(fh, f"({codec})")
-        except Exception:  # noqa: BLE001 - zlib.error, lzma.LZMAError, …: a damaged or cut
-            pass  # stream; what was read before the damage still counts
-    return [Finding(rel, c, k, n, False) for (c, k), n in counts.items() if n]
+        head = fh.read(512)
+    counts: dict[tuple[str, str], int] = {}
+    members: list[Finding] = []
+
+    def add(column: str, found: dict[tuple[str | None, str], int]) -> None:
+        for (fieldname, kind), n in found.items():
+            key = (fieldname or column, kind)
+            counts[key] = counts.get(key, 0) + n
+
+    if _is_tar(head):
+        members = _tar_findings(functools.partial(open, path, "rb"), "(tar)", rel, needles,
+                                parquet_member, depth)
+    else:
+        with open(path, "rb") as fh:
+            add("(bytes)", _scan(fh, needles, in_journal))
+        codec = compression_of_head(head)
+        if codec is not None:  # an export compressed as a whole: its bytes hide every needle
+            try:
+                with open_decompressed(path, codec) as fh:
+                    inner = fh.read(512)
+                    if not _is_tar(inner):
+                        add(f"({codec})", _scan(fh, needles, in_journal, inner))
+            except Exception:  # noqa: BLE001 - zlib.error, lzma.LZMAError, …: a damaged or cut
+                inner = b""  # stream; what was read before the damage still counts
+            if _is_tar(inner):
+                members = _tar_findings(lambda: open_decompressed(path, codec),
+                                        f"({codec} tar)", rel, needles, parquet_member, depth)
+        elif head.startswith(b"PK\x03\x04"):
+            members = _zip_findings(path, rel, needles, parquet_member, depth)
+    found = [Finding(rel, c, k, n, False, possible=k in POSSIBLE)
+             for (c, k), n in counts.items() if n]
+    return found + members
+
+
+def _scan(fh: BinaryIO, needles: RawNeedles, in_journal: bool, head: bytes = b""
+          ) -> dict[tuple[str | None, str], int]:
+    """(field, kind) -> occurrences in a stream, read a chunk at a time. The field is None
+    but for the customers a scrub job's journal names (its field: present_id_values, …)."""
+    counts: dict[tuple[str | None, str], int] = {}
+    tail = b""
+    chunk = head + fh.read(RAW_CHUNK)
+    while chunk:
+        data = tail + chunk
+        for kind, n in raw_counts(data, needles).items():
+            counts[(None, kind)] = counts.get((None, kind), 0) + n
+        if in_journal:
+            for fieldname, n in journal_counts(data, needles.customer_ids).items():
+                key = (fieldname, "customer_id")
+                counts[key] = counts.get(key, 0) + n
+        # keep an overlap so a needle cut by the chunk boundary is still seen (it may then
+        # count twice: a count here only has to be non-zero to fail the audit)
+        tail = data[-256:]
+        chunk = fh.read(RAW_CHUNK)
+    return counts
+
+
+# An archive inside an archive is opened up to this depth; deeper ones are read as bytes.
+ARCHIVE_DEPTH = 3
+
+
+def _is_tar(head: bytes) -> bool:
+    """A tar header's ustar magic (POSIX and GNU tars; pre-POSIX ones are read as bytes)."""
+    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+def _zip_findings(path: Path, rel: str, needles: RawNeedles,
+                  parquet_member: Callable[[Path, str], list[Finding]] | None,
+                  depth: int) -> list[Finding]:
+    out: list[Finding] = []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    with zf.open(info) as fh:
+                        out += _member_findings(fh, f"(zip) {info.filename}", rel, needles,
+                                                parquet_member, depth)
+    except Exception:  # noqa: BLE001 - zipfile.BadZipFile, zlib.error, an encrypted member, …:
+        pass  # what was read before the damage still counts
+    return out
+
+
+def _tar_findings(opener: Callable[[], BinaryIO], label: str, rel: str, needles: RawNeedles,
+                  parquet_member: Callable[[Path, str], list[Finding]] | None,
+                  depth: int) -> list[Finding]:
+    """A tar's members, read as a stream (the tar may be compressed: no seeking), and the
+    members' names (an export may be named for its customer)."""
+    out: list[Finding] = []
+    names: list[str] = []
+    try:
+        with opener() as raw, tarfile.open(fileobj=raw, mode="r|") as tf:
+            for member in tf:
+                names.append(member.name)
+                fh = tf.extractfile(member) if member.isfile() else None
+                if fh is not None:
+                    out += _member_findings(fh, f"{label} {member.name}", rel, needles,
+                                            parquet_member, depth)
+    except Exception:  # noqa: BLE001 - tarfile.TarError, zlib.error, …: a damaged archive
+        pass
+    listing = _scan(io.BytesIO("\n".join(names).encode()), needles, False)
+    out += [Finding(rel, f"{label} (member names)", k, n, False, possible=k in POSSIBLE)
+            for (_, k), n in listing.items() if n]
+    return out
+
+
+def _member_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
+                     parquet_member: Callable[[Path, str], list[Finding]] | None,
+                     depth: int) -> list[Finding]:
+    """One archive member: plain bytes streamed; Parquet, compressed or archive members copied
+    to a temporary file and read as such a file is (findings prefixed with the member)."""
+    head = fh.read(512)
+    opened = (head[:4] == b"PAR1" or head.startswith(b"PK\x03\x04")
+              or compression_of_head(head) is not None or _is_tar(head))
+    if not opened or depth + 1 >= ARCHIVE_DEPTH:
+        counts = _scan(fh, needles, False, head)
+        return [Finding(rel, f"{label}: (bytes)", k, n, False, possible=k in POSSIBLE)
+                for (_, k), n in counts.items() if n]
+    with tempfile.TemporaryDirectory(prefix="voicescrub-audit-") as d:
+        tmp = Path(d) / "member"
+        with open(tmp, "wb") as out:
+            out.write(head)
+            shutil.copyfileobj(fh, out, RAW_CHUNK)
+        if is_parquet(tmp):
+            inner = parquet_member(tmp, rel) if parquet_member is not None else []
+        else:
+            inner = audit_raw(tmp, rel, needles, parquet_member, depth + 1)
+    return [Finding(f.path, f"{label}: {f.column}", f.kind, f.rows, f.visible, f.possible)
+            for f in inner]
 
 
 # magic bytes of whole-file compression an export may use
@@ -591,10 +727,8 @@ _COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"),
                       (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
 
 
-def compression_of(path: Path) -> str | None:
-    """The codec a file is compressed with as a whole (by its magic bytes), else None."""
-    with open(path, "rb") as fh:
-        head = fh.read(6)
+def compression_of_head(head: bytes) -> str | None:
+    """The codec a file is compressed with as a whole (by the magic bytes it starts with)."""
     return next((codec for magic, codec in _COMPRESSION_MAGIC if head.startswith(magic)), None)
 
 
@@ -619,7 +753,7 @@ def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
         return run_format_audit(lake.root, customer_ids, workers, names)
     needles = gather_needles(lake, customer_ids, workers)
     patterns = needles.text_patterns(names)
-    raw = raw_needles(needles)
+    raw = raw_needles(needles, names)
     anywhere = column_needles(needles, patterns)
     table_files = {f.path for t in lake.tables() for f in lake.files(t)}
     visible = table_files | view_files(lake)
@@ -632,7 +766,8 @@ def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
     def one(p: Path) -> list[Finding]:
         rel = p.relative_to(lake.root).as_posix()
         if not is_parquet(p):
-            return audit_raw(p, rel, raw)
+            return audit_raw(p, rel, raw, lambda member, rel: audit_any_parquet(
+                member, rel, anywhere, False, None))
         if rel in table_files:  # the contract's columns: the keys are where their names say
             return audit_parquet(p, rel, needles, patterns, True)
         return audit_any_parquet(p, rel, anywhere, rel in visible, journal_key_kind(rel))

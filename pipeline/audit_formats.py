@@ -263,7 +263,7 @@ def run_format_audit(root: Path, customer_ids: np.ndarray, workers: int = 2,
     fmt = get(flake.format)
     needles = gather_format_needles(flake, fmt, customer_ids)
     patterns = needles.text_patterns(names)
-    raw = raw_needles(needles)
+    raw = raw_needles(needles, names)
     check = ValueCheck(needles)
     anywhere = column_needles(needles, patterns)
     report = AuditReport(str(root), int(len(customer_ids)))
@@ -278,7 +278,8 @@ def run_format_audit(root: Path, customer_ids: np.ndarray, workers: int = 2,
         if is_parquet(p):
             return audit_parquet(p, rel, needles, patterns, False) + nested_string_findings(
                 p, rel, raw)
-        out = audit_raw(p, rel, raw)
+        out = audit_raw(p, rel, raw, lambda member, rel: audit_any_parquet(
+            member, rel, anywhere, False, None))
         if p.suffix == ".avro":
             out += iceberg_manifest_findings(p, rel, check)
         elif is_duckdb(p):

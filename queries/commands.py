@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.lake import LakeError
+from pipeline.lake import MANIFEST, LakeError
 from queries.named import QueryError, list_queries, load_query, parse_params, run_named
 from queries.render import DEFAULT_ROWS, FORMATS, show, write
 from queries.shell import Shell, stdin_lines
@@ -52,6 +53,21 @@ def _lake_errors(lake: Path) -> Iterator[None]:
         raise _fail(f"cannot read the manifest of {lake}: {_first_line(e)}") from None
     except duckdb.Error as e:
         raise _fail(f"cannot create the views: {_first_line(e)}") from None
+
+
+def _check_region(lake: Path, params: dict) -> None:
+    """A named query's $region must be one of the lake's: a typo would give zero rows that
+    read like an answer."""
+    region = params.get("region")
+    if region is None or str(region).upper() == "NULL":
+        return
+    try:
+        regions = json.loads((lake / MANIFEST).read_text()).get("regions")
+    except (OSError, ValueError):
+        return
+    if regions and region not in regions:
+        raise QueryError(f"region {region!r} is not one of this lake's regions: "
+                         f"{', '.join(regions)}")
 
 
 def open_lake(lake: Path, db: str = ":memory:") -> duckdb.DuckDBPyConnection:
@@ -128,6 +144,7 @@ def query(
     con = open_lake(lake)
     try:
         if named is not None:
+            _check_region(lake, params)
             rel = run_named(con, named.name, params)
         else:  # ad-hoc SQL: --param values are bound as text, cast them in the SQL if needed
             rel = con.sql(sql, params=params or None)

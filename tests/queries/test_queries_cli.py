@@ -102,6 +102,7 @@ def test_sql_with_param(lake: Path, customer: int) -> None:
     (["--lake", "{lake}", "region_volume", "-o", "{empty}/x.txt"], "cannot tell the format"),
     (["--lake", "{lake}"], "give a query NAME or --sql"),
     (["--lake", "{lake}", "top_intents", "--sql", "SELECT 1"], "not both"),
+    (["--lake", "{lake}", "top_intents", "-p", "region=mars"], "not one of this lake's regions"),
 ])
 def test_errors(lakes: dict[str, Path], tmp_path: Path, args: list[str], message: str) -> None:
     places = {"lake": lakes["date"], "missing": tmp_path / "missing", "empty": tmp_path}

@@ -15,10 +15,9 @@ neither."""
 
 from __future__ import annotations
 
-import functools
 import io
+import os
 import re
-import shutil
 import tarfile
 import tempfile
 import zipfile
@@ -100,6 +99,9 @@ class AuditReport:
     # ids the generator never gave a customer (a voicescrub lake knows): "clean" says nothing
     # of them, so the report says so
     never_in_lake: int = 0
+    # what could not be read (an encrypted archive member, a damaged stream or Parquet file):
+    # the audit cannot say it is clean of them
+    unreadable: list[str] = field(default_factory=list)
 
     @property
     def residue(self) -> list[Finding]:
@@ -121,6 +123,7 @@ class AuditReport:
         return {"lake": self.lake, "customers": self.customers, "files_read": self.files_read,
                 "bytes_read": self.bytes_read, "clean": self.clean,
                 "ids_never_in_lake": self.never_in_lake,
+                "unreadable": self.unreadable,
                 "logically_visible_rows": self.visible_rows,
                 "physically_present_hidden": self.hidden_rows,
                 "possible_name_mentions": sum(f.rows for f in self.findings
@@ -148,13 +151,20 @@ class Needles:
         if self.phones:
             stripped = {re.sub(r"[ ().-]", "", p) for p in self.phones}
             sets["phone"] = pa.array(sorted(stripped), pa.string())
-        return {"sets": sets, "name": _alternation(self.names) if names else None,
-                "address": _alternation(self.addresses) if names else None}
+        return {"sets": sets, "name": _alternation(self.names) if names else [],
+                "address": _alternation(self.addresses) if names else []}
 
 
-def _alternation(words: list[str]) -> re.Pattern | None:
+# RE2 runs a regex of alternatives in linear time until its DFA outgrows its memory budget:
+# 1,000 names searched at 133 MB/s, 1,500 at 0.3 MB/s. So names are searched in batches.
+ALTERNATION_BATCH = 400
+
+
+def _alternation(words: list[str]) -> list[str]:
+    """RE2 patterns, each matching any of up to ALTERNATION_BATCH of the words."""
     words = sorted({w for w in words if w}, key=len, reverse=True)
-    return re.compile("|".join(re.escape(w) for w in words)) if words else None
+    return ["|".join(re.escape(w) for w in words[i:i + ALTERNATION_BATCH])
+            for i in range(0, len(words), ALTERNATION_BATCH)]
 
 
 def gather_needles(lake: Lake, customer_ids: np.ndarray, workers: int = 2) -> Needles:
@@ -448,8 +458,11 @@ def _text_masks(col: pa.Array, patterns: dict) -> dict[str, np.ndarray]:
                     m[rows] = _token_mask(cand, sets[kind], split, strip)
                     masks[kind] = m
     for kind in POSSIBLE:
-        if patterns.get(kind) is not None:
-            hits = pc.fill_null(pc.match_substring_regex(col, patterns[kind].pattern), False)
+        hits = None
+        for pattern in patterns.get(kind) or ():
+            m = pc.fill_null(pc.match_substring_regex(col, pattern), False)
+            hits = m if hits is None else pc.or_(hits, m)
+        if hits is not None:
             masks[kind] = hits.to_numpy(zero_copy_only=False)
     return masks
 
@@ -509,9 +522,9 @@ class RawNeedles:
     ints: dict[str, set[int]]  # every integer key kind: matched against long digit runs
     customer_ids: set[int]  # matched after a name that says customer
     strings: dict[str, set[str]]  # skill_user_id / email / phone
-    # possible mentions (kind -> RE2 alternation of full names / street addresses), counted
-    # by Arrow's RE2 kernel: linear in the bytes whatever the number of names
-    mentions: dict[str, str] = field(default_factory=dict)
+    # possible mentions (kind -> RE2 alternations of full names / street addresses, in
+    # batches), counted by Arrow's RE2 kernel
+    mentions: dict[str, list[str]] = field(default_factory=dict)
 
 
 def raw_needles(needles: Needles, names: bool = True) -> RawNeedles:
@@ -523,13 +536,12 @@ def raw_needles(needles: Needles, names: bool = True) -> RawNeedles:
         else set()
     sk = needles.keys.get("skill_user_id")
     strings = {"skill_user_id": set(sk.to_pylist()) if sk is not None else set(),
-               "email": set(needles.emails), "phone": set(needles.phones)}
+               "email": {e.lower() for e in needles.emails}, "phone": set(needles.phones)}
     mentions = {}
     if names:
         for kind, words in (("name", needles.names), ("address", needles.addresses)):
-            words = sorted({w for w in words if w}, key=len, reverse=True)
             if words:
-                mentions[kind] = "|".join(re.escape(w) for w in words)
+                mentions[kind] = _alternation(words)
     return RawNeedles(ints, cust, strings, mentions)
 
 
@@ -557,20 +569,27 @@ def raw_counts(data: bytes, needles: RawNeedles) -> dict[str, int]:
     add("phone", sum(p in needles.strings["phone"] for p in phones))
     if needles.mentions:
         chunk = pa.array([data], pa.large_binary())
-        for kind, pattern in needles.mentions.items():
-            add(kind, pc.count_substring_regex(chunk, pattern)[0].as_py())
+        for kind, patterns in needles.mentions.items():
+            for pattern in patterns:
+                add(kind, pc.count_substring_regex(chunk, pattern)[0].as_py())
     return counts
 
 
 def _is_email_of(token: str, emails: set[str]) -> bool:
-    """The token is one of the emails, or one followed by more dotted text (a file named
-    `jane@example.com.csv`: the token's domain runs on)."""
-    while token not in emails:
-        head, dot, _ = token.rpartition(".")
-        if not dot or "." not in head.partition("@")[2]:
-            return False
-        token = head
-    return True
+    """The token is one of the (lower-case) emails, or one followed by more text, as in file
+    names: `jane@example.com.csv`, `Jane@Example.com_2024`, `jane@example.com-2024`."""
+    local, _, domain = token.lower().partition("@")
+    domain = re.split(r"_", domain)[0]  # no domain has an underscore: `…com_2024`
+    domains = [domain]
+    while "." in domain.rpartition(".")[0]:
+        domain = domain.rpartition(".")[0]
+        domains.append(domain)
+    for d in list(domains):  # a top-level domain has no hyphen: `…com-2024`
+        head, dot, last = d.rpartition(".")
+        if dot and "-" in last:
+            domains.append(f"{head}.{last.split('-')[0]}")
+    # (the local part is taken whole: `x-jane@…` may be another person's address than `jane@…`)
+    return any(f"{local}@{d}" in emails for d in domains)
 
 
 def journal_counts(data: bytes, customer_ids: set[int]) -> dict[str, int]:
@@ -585,56 +604,44 @@ def journal_counts(data: bytes, customer_ids: set[int]) -> dict[str, int]:
 
 def audit_raw(path: Path, rel: str, needles: RawNeedles,
               parquet_member: Callable[[Path, str], list[Finding]] | None = None,
-              depth: int = 0) -> list[Finding]:
+              unreadable: list[str] | None = None) -> list[Finding]:
     """Occurrences in a file's bytes; under _scrub/ also the customers a job's journal names.
-    A file compressed as a whole is read decompressed too. An archive (zip; tar, plain or
-    compressed as a whole) is read member by member, each finding's column naming the member;
-    a Parquet member is read through its columns (`parquet_member`), an archive member opened
-    in turn, up to ARCHIVE_DEPTH levels down."""
+    Then, when the file holds more than its bytes show, its content is opened (see
+    `_opened_findings`): a file compressed as a whole, an archive (zip, also one with data
+    before it; tar), a Parquet file inside either. What cannot be read (an encrypted member, a
+    damaged stream) is listed in `unreadable`."""
     in_journal = rel.startswith(SCRUB_DIR + "/")
     with open(path, "rb") as fh:
-        head = fh.read(512)
-    counts: dict[tuple[str, str], int] = {}
-    members: list[Finding] = []
-
-    def add(column: str, found: dict[tuple[str | None, str], int]) -> None:
-        for (fieldname, kind), n in found.items():
-            key = (fieldname or column, kind)
-            counts[key] = counts.get(key, 0) + n
-
-    if _is_tar(head):
-        members = _tar_findings(functools.partial(open, path, "rb"), "(tar)", rel, needles,
-                                parquet_member, depth)
-    else:
-        with open(path, "rb") as fh:
-            add("(bytes)", _scan(fh, needles, in_journal))
-        codec = compression_of_head(head)
-        if codec is not None:  # an export compressed as a whole: its bytes hide every needle
-            try:
-                with open_decompressed(path, codec) as fh:
-                    inner = fh.read(512)
-                    if not _is_tar(inner):
-                        add(f"({codec})", _scan(fh, needles, in_journal, inner))
-            except Exception:  # noqa: BLE001 - zlib.error, lzma.LZMAError, …: a damaged or cut
-                inner = b""  # stream; what was read before the damage still counts
-            if _is_tar(inner):
-                members = _tar_findings(lambda: open_decompressed(path, codec),
-                                        f"({codec} tar)", rel, needles, parquet_member, depth)
-        elif head.startswith(b"PK\x03\x04"):
-            members = _zip_findings(path, rel, needles, parquet_member, depth)
-    found = [Finding(rel, c, k, n, False, possible=k in POSSIBLE)
-             for (c, k), n in counts.items() if n]
-    return found + members
+        counts = _scan(fh, needles, in_journal)
+    found = _findings(rel, "(bytes)", counts)
+    with open(path, "rb") as fh:
+        found += _opened_findings(fh, "", rel, needles, parquet_member, 0,
+                                  unreadable if unreadable is not None else [], path)
+    return found
 
 
-def _scan(fh: BinaryIO, needles: RawNeedles, in_journal: bool, head: bytes = b""
+def _findings(rel: str, column: str, counts: dict[tuple[str | None, str], int]
+              ) -> list[Finding]:
+    return [Finding(rel, fieldname or column, kind, n, False, possible=kind in POSSIBLE)
+            for (fieldname, kind), n in counts.items() if n]
+
+
+def _scan(fh: BinaryIO, needles: RawNeedles, in_journal: bool, head: bytes = b"",
+          unreadable: list[str] | None = None, where: str = ""
           ) -> dict[tuple[str | None, str], int]:
     """(field, kind) -> occurrences in a stream, read a chunk at a time. The field is None
-    but for the customers a scrub job's journal names (its field: present_id_values, …)."""
+    but for the customers a scrub job's journal names (its field: present_id_values, …).
+    A stream that breaks off (a damaged or cut compressed file) keeps what was read."""
     counts: dict[tuple[str | None, str], int] = {}
     tail = b""
-    chunk = head + fh.read(RAW_CHUNK)
-    while chunk:
+    chunk = head
+    while True:
+        more, broken = _read_up_to(fh, RAW_CHUNK)
+        if broken is not None and unreadable is not None:
+            unreadable.append(f"{where}: {_reason(broken)} (read up to there)")
+        chunk += more
+        if not chunk:
+            break
         data = tail + chunk
         for kind, n in raw_counts(data, needles).items():
             counts[(None, kind)] = counts.get((None, kind), 0) + n
@@ -645,12 +652,35 @@ def _scan(fh: BinaryIO, needles: RawNeedles, in_journal: bool, head: bytes = b""
         # keep an overlap so a needle cut by the chunk boundary is still seen (it may then
         # count twice: a count here only has to be non-zero to fail the audit)
         tail = data[-256:]
-        chunk = fh.read(RAW_CHUNK)
+        if len(more) < RAW_CHUNK or broken is not None:
+            break
+        chunk = b""
     return counts
 
 
-# An archive inside an archive is opened up to this depth; deeper ones are read as bytes.
-ARCHIVE_DEPTH = 3
+def _read_up_to(fh: BinaryIO, n: int) -> tuple[bytes, BaseException | None]:
+    """Up to n bytes, read a MiB at a time: a decompressing stream that breaks off (a cut or
+    damaged file) raises on the read that meets the damage, and what came before is kept."""
+    parts, got = [], 0
+    while got < n:
+        try:
+            piece = fh.read(min(1 << 20, n - got))
+        except Exception as e:  # noqa: BLE001 - zlib.error, lzma.LZMAError, EOFError, …
+            return b"".join(parts), e
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts), None
+
+
+def _reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0][:200]
+
+
+# Containers inside containers are opened up to this depth (a zip in a tar.gz is three);
+# deeper ones are read as bytes.
+ARCHIVE_DEPTH = 6
 
 
 def _is_tar(head: bytes) -> bool:
@@ -658,68 +688,181 @@ def _is_tar(head: bytes) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
-def _zip_findings(path: Path, rel: str, needles: RawNeedles,
-                  parquet_member: Callable[[Path, str], list[Finding]] | None,
-                  depth: int) -> list[Finding]:
-    out: list[Finding] = []
+def _opened_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
+                     parquet_member: Callable[[Path, str], list[Finding]] | None,
+                     depth: int, unreadable: list[str], path: Path | None = None
+                     ) -> list[Finding]:
+    """Findings in what a stream holds beyond its bytes: decompressed, a tar's or a zip's
+    members, a Parquet file's columns; [] for plain bytes (their caller scanned them). `path`:
+    the stream is that file (a zip or Parquet file is read in place, not copied). Each
+    finding's column names where it was found, e.g. `(zip) a.tar.gz (gzip) (tar) b.csv`."""
+    head = fh.read(512)
+    codec = compression_of_head(head)
+    where = f"{rel}{label}"
     try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if not info.is_dir():
-                    with zf.open(info) as fh:
-                        out += _member_findings(fh, f"(zip) {info.filename}", rel, needles,
-                                                parquet_member, depth)
-    except Exception:  # noqa: BLE001 - zipfile.BadZipFile, zlib.error, an encrypted member, …:
-        pass  # what was read before the damage still counts
+        if codec is not None:
+            stream = _decompressing(_Prefixed(head, fh), codec)
+            return _content_findings(stream, f"{label} ({codec})", rel, needles, parquet_member,
+                                     depth + 1, unreadable)
+        if _is_tar(head):
+            return _tar_findings(_Prefixed(head, fh), f"{label} (tar)", rel, needles,
+                                 parquet_member, depth + 1, unreadable)
+        if head[:4] == b"PAR1" or head[:2] == b"PK" or (path is not None and
+                                                        zipfile.is_zipfile(path)):
+            if path is not None:
+                return _file_findings(path, label, rel, needles, parquet_member, depth,
+                                      unreadable)
+            with tempfile.TemporaryDirectory(prefix="voicescrub-audit-") as d:
+                tmp = Path(d) / "member"
+                _copy_bounded(fh, tmp, head, where, unreadable)
+                return _file_findings(tmp, label, rel, needles, parquet_member, depth,
+                                      unreadable)
+    except Exception as e:  # noqa: BLE001 - a damaged container: its bytes were scanned
+        unreadable.append(f"{where}: {_reason(e)}")
+    return []
+
+
+def _content_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
+                      parquet_member: Callable[[Path, str], list[Finding]] | None,
+                      depth: int, unreadable: list[str]) -> list[Finding]:
+    """A stream inside a file (a member, a decompressed stream): its bytes scanned, then
+    opened in turn when it holds more (up to ARCHIVE_DEPTH)."""
+    head = fh.read(512)
+    opened = depth < ARCHIVE_DEPTH and (
+        head[:4] == b"PAR1" or head[:2] == b"PK" or _is_tar(head)
+        or compression_of_head(head) is not None)
+    column = _bytes_column(label)
+    if not opened:
+        return _findings(rel, column,
+                         _scan(fh, needles, False, head, unreadable, f"{rel}{label}"))
+    with tempfile.TemporaryDirectory(prefix="voicescrub-audit-") as d:
+        # copied once, then opened as the file it is
+        tmp = Path(d) / "content"
+        _copy_bounded(fh, tmp, head, f"{rel}{label}", unreadable)
+        found = []
+        if _is_tar(head):  # a tar's bytes are its members' (but for headers): scanned too,
+            with open(tmp, "rb") as t:  # so a tar damaged half-way still shows its tail
+                found = _findings(rel, column, _scan(t, needles, False))
+        with open(tmp, "rb") as t:
+            found += _opened_findings(t, label, rel, needles, parquet_member, depth,
+                                      unreadable, tmp)
+    return found
+
+
+# What one stream inside a file may unpack to on disk (a temporary copy); past it the rest is
+# not read and the audit says so (a small archive can unpack to terabytes).
+UNPACK_LIMIT = int(os.environ.get("VOICESCRUB_AUDIT_UNPACK_LIMIT", 8 << 30))
+
+
+def _copy_bounded(fh: BinaryIO, dst: Path, head: bytes, where: str,
+                  unreadable: list[str]) -> None:
+    copied = len(head)
+    with open(dst, "wb") as out:
+        out.write(head)
+        while copied < UNPACK_LIMIT:
+            piece, broken = _read_up_to(fh, min(RAW_CHUNK, UNPACK_LIMIT - copied))
+            out.write(piece)
+            copied += len(piece)
+            if broken is not None:
+                unreadable.append(f"{where}: {_reason(broken)} (read up to there)")
+                return
+            if not piece:
+                return
+    if fh.read(1):
+        unreadable.append(f"{where}: larger than the unpack limit of {UNPACK_LIMIT:,} bytes "
+                          f"(VOICESCRUB_AUDIT_UNPACK_LIMIT); the rest was not read")
+
+
+def _bytes_column(label: str) -> str:
+    """The column of a finding in a stream's bytes: `(gzip)` for a decompressed file,
+    `(zip) a/b.csv: (bytes)` for a member."""
+    label = label.strip()
+    return label if label.endswith(")") else f"{label}: (bytes)"
+
+
+def _file_findings(path: Path, label: str, rel: str, needles: RawNeedles,
+                   parquet_member: Callable[[Path, str], list[Finding]] | None,
+                   depth: int, unreadable: list[str]) -> list[Finding]:
+    """A seekable file that is a Parquet file or a zip."""
+    if is_parquet(path):
+        if parquet_member is None:
+            return []
+        found = parquet_member(path, rel)
+        if label:
+            found = [Finding(f.path, f"{label.strip()}: {f.column}", f.kind, f.rows,
+                             f.visible, f.possible) for f in found]
+        return found
+    if not zipfile.is_zipfile(path):
+        return []
+    out: list[Finding] = []
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            inner = f"{label} (zip) {info.filename}"
+            try:
+                with zf.open(info) as fh:
+                    out += _content_findings(fh, inner, rel, needles, parquet_member,
+                                             depth + 1, unreadable)
+            except Exception as e:  # noqa: BLE001 - encrypted, unsupported compression, bad
+                unreadable.append(f"{rel}{inner}: {_reason(e)}")  # CRC: the others still count
     return out
 
 
-def _tar_findings(opener: Callable[[], BinaryIO], label: str, rel: str, needles: RawNeedles,
+def _tar_findings(raw: BinaryIO, label: str, rel: str, needles: RawNeedles,
                   parquet_member: Callable[[Path, str], list[Finding]] | None,
-                  depth: int) -> list[Finding]:
+                  depth: int, unreadable: list[str]) -> list[Finding]:
     """A tar's members, read as a stream (the tar may be compressed: no seeking), and the
     members' names (an export may be named for its customer)."""
     out: list[Finding] = []
     names: list[str] = []
     try:
-        with opener() as raw, tarfile.open(fileobj=raw, mode="r|") as tf:
+        with tarfile.open(fileobj=raw, mode="r|") as tf:
             for member in tf:
                 names.append(member.name)
                 fh = tf.extractfile(member) if member.isfile() else None
                 if fh is not None:
-                    out += _member_findings(fh, f"{label} {member.name}", rel, needles,
-                                            parquet_member, depth)
-    except Exception:  # noqa: BLE001 - tarfile.TarError, zlib.error, …: a damaged archive
-        pass
+                    try:
+                        out += _content_findings(fh, f"{label} {member.name}", rel, needles,
+                                                 parquet_member, depth, unreadable)
+                    except Exception as e:  # noqa: BLE001 - e.g. a member that is no valid
+                        unreadable.append(f"{rel}{label} {member.name}: {_reason(e)}")  # Parquet
+    except Exception as e:  # noqa: BLE001 - tarfile.TarError, zlib.error, …: a damaged tar
+        unreadable.append(f"{rel}{label}: {_reason(e)} (members up to there were read)")
     listing = _scan(io.BytesIO("\n".join(names).encode()), needles, False)
-    out += [Finding(rel, f"{label} (member names)", k, n, False, possible=k in POSSIBLE)
-            for (_, k), n in listing.items() if n]
-    return out
+    return out + _findings(rel, f"{label.strip()} (member names)", listing)
 
 
-def _member_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
-                     parquet_member: Callable[[Path, str], list[Finding]] | None,
-                     depth: int) -> list[Finding]:
-    """One archive member: plain bytes streamed; Parquet, compressed or archive members copied
-    to a temporary file and read as such a file is (findings prefixed with the member)."""
-    head = fh.read(512)
-    opened = (head[:4] == b"PAR1" or head.startswith(b"PK\x03\x04")
-              or compression_of_head(head) is not None or _is_tar(head))
-    if not opened or depth + 1 >= ARCHIVE_DEPTH:
-        counts = _scan(fh, needles, False, head)
-        return [Finding(rel, f"{label}: (bytes)", k, n, False, possible=k in POSSIBLE)
-                for (_, k), n in counts.items() if n]
-    with tempfile.TemporaryDirectory(prefix="voicescrub-audit-") as d:
-        tmp = Path(d) / "member"
-        with open(tmp, "wb") as out:
-            out.write(head)
-            shutil.copyfileobj(fh, out, RAW_CHUNK)
-        if is_parquet(tmp):
-            inner = parquet_member(tmp, rel) if parquet_member is not None else []
-        else:
-            inner = audit_raw(tmp, rel, needles, parquet_member, depth + 1)
-    return [Finding(f.path, f"{label}: {f.column}", f.kind, f.rows, f.visible, f.possible)
-            for f in inner]
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were already read (to tell what it is): they come first."""
+
+    def __init__(self, head: bytes, fh: BinaryIO) -> None:
+        self.head, self.fh = head, fh
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.fh.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def _decompressing(fh: BinaryIO, codec: str) -> BinaryIO:
+    import bz2
+    import gzip
+    import lzma
+
+    raw = io.BufferedReader(fh, RAW_CHUNK)  # type: ignore[arg-type]
+    if codec == "zstd":
+        return pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd")
+    return {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
+            "bz2": lambda f: bz2.BZ2File(f, "rb"),
+            "xz": lambda f: lzma.LZMAFile(f, "rb")}[codec](raw)
 
 
 # magic bytes of whole-file compression an export may use
@@ -767,12 +910,27 @@ def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
         rel = p.relative_to(lake.root).as_posix()
         if not is_parquet(p):
             return audit_raw(p, rel, raw, lambda member, rel: audit_any_parquet(
-                member, rel, anywhere, False, None))
+                member, rel, anywhere, False, None), report.unreadable)
         if rel in table_files:  # the contract's columns: the keys are where their names say
-            return audit_parquet(p, rel, needles, patterns, True)
-        return audit_any_parquet(p, rel, anywhere, rel in visible, journal_key_kind(rel))
+            return parquet_or_bytes(
+                p, rel, raw, report.unreadable,
+                lambda: audit_parquet(p, rel, needles, patterns, True))
+        return parquet_or_bytes(
+            p, rel, raw, report.unreadable,
+            lambda: audit_any_parquet(p, rel, anywhere, rel in visible, journal_key_kind(rel)))
 
     return read_every_file(lake.root, one, report, workers)
+
+
+def parquet_or_bytes(path: Path, rel: str, raw: RawNeedles, unreadable: list[str],
+                     read: Callable[[], list[Finding]]) -> list[Finding]:
+    """A Parquet file through its columns; one that cannot be read (damaged) as raw bytes,
+    and listed as unreadable (its compressed pages hide what a byte search would find)."""
+    try:
+        return read()
+    except Exception as e:  # noqa: BLE001 - ArrowInvalid, OSError, …: a damaged file
+        unreadable.append(f"{rel}: not readable as Parquet ({_reason(e)}); read as bytes")
+        return audit_raw(path, rel, raw, None, unreadable)
 
 
 def view_files(lake: Lake) -> set[str]:

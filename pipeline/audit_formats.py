@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.audit import (
+    POSSIBLE,
     AuditReport,
     Finding,
     Needles,
@@ -40,6 +41,7 @@ from pipeline.audit import (
     is_parquet,
     journal_key_kind,
     needles_from,
+    parquet_or_bytes,
     raw_counts,
     raw_needles,
     read_every_file,
@@ -243,7 +245,8 @@ def nested_string_findings(path: Path, rel: str, raw: RawNeedles) -> list[Findin
         data = "\n".join(v for v in col.to_pylist() if v).encode()
         for kind, n in raw_counts(data, raw).items():
             counts[(name, kind)] = counts.get((name, kind), 0) + n
-    return [Finding(rel, c, k, n, False) for (c, k), n in counts.items()]
+    return [Finding(rel, c, k, n, False, possible=k in POSSIBLE)
+            for (c, k), n in counts.items()]
 
 
 def format_dirs(flake: FormatLake, fmt: TableFormat) -> set[str]:
@@ -274,12 +277,13 @@ def run_format_audit(root: Path, customer_ids: np.ndarray, workers: int = 2,
     def one(p: Path) -> list[Finding]:
         rel = p.relative_to(root).as_posix()
         if is_parquet(p) and rel.split("/")[0] not in owned:  # an export, a copy: no table's
-            return audit_any_parquet(p, rel, anywhere, False, journal_key_kind(rel))
+            return parquet_or_bytes(p, rel, raw, report.unreadable, lambda: audit_any_parquet(
+                p, rel, anywhere, False, journal_key_kind(rel)))
         if is_parquet(p):
-            return audit_parquet(p, rel, needles, patterns, False) + nested_string_findings(
-                p, rel, raw)
+            return parquet_or_bytes(p, rel, raw, report.unreadable, lambda: audit_parquet(
+                p, rel, needles, patterns, False) + nested_string_findings(p, rel, raw))
         out = audit_raw(p, rel, raw, lambda member, rel: audit_any_parquet(
-            member, rel, anywhere, False, None))
+            member, rel, anywhere, False, None), report.unreadable)
         if p.suffix == ".avro":
             out += iceberg_manifest_findings(p, rel, check)
         elif is_duckdb(p):

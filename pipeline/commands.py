@@ -219,8 +219,12 @@ def audit(
     lineage: Annotated[Path | None, typer.Option(help="Lineage spec for a lake without "
                                                       "_lake.json")] = None,
     limit: Annotated[int, typer.Option(help="Findings listed on screen")] = 20,
+    names: Annotated[bool, typer.Option(
+        "--names/--no-names", help="Search full names and street addresses in free text "
+        "(possible mentions, never residue; the costliest part of an audit)")] = True,
 ) -> None:
-    """Read every file under the lake root; exit 1 if any trace of the customers is left."""
+    """Read every file under the lake root; exit 1 if any trace of the customers is left, or
+    if something could not be read (an encrypted archive member, a damaged file)."""
     from pipeline.audit import run_audit
 
     try:
@@ -233,7 +237,7 @@ def audit(
     except (RequestError, LakeError) as e:
         raise _fail(str(e)) from None
     try:
-        report = run_audit(the_lake, request.ids, workers or os.cpu_count() or 1)
+        report = run_audit(the_lake, request.ids, workers or os.cpu_count() or 1, names=names)
     except LakeError as e:  # e.g. a table-format lake that was moved or copied
         raise _fail(str(e)) from None
     if json_out:
@@ -257,8 +261,18 @@ def audit(
               f"physically present but hidden {report.hidden_rows:,}, "
               f"possible mentions: names {names:,}, street addresses {addresses:,} "
               f"(not unique to a customer; not residue)")
+    if report.unreadable:
+        out.print(f"[bold yellow]{_plural(len(report.unreadable), 'thing')} could not be "
+                  f"read[/] (what they hold is unknown):")
+        for line in report.unreadable[:limit]:
+            out.print(f"  {line}", highlight=False)
+        if len(report.unreadable) > limit:
+            out.print(f"  … and {len(report.unreadable) - limit:,} more (--json for all)")
     if not report.clean:
         out.print("[bold red]RESIDUE FOUND[/]")
+        raise typer.Exit(1)
+    if report.unreadable:
+        out.print("[bold red]NOT PROVEN CLEAN[/]: nothing found in what could be read")
         raise typer.Exit(1)
     out.print("[bold green]clean[/]: no key, email or phone number of these customers is left")
 

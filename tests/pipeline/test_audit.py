@@ -361,7 +361,7 @@ def test_archives_are_read_member_by_member(date_src: Path, tmp_path: Path) -> N
     assert ("exports/backup.zip", "(zip) dump/customer.parquet: customer_id",
             "customer_id") in found
     assert ("exports/backup.zip", "(zip) dump/customer.parquet: email", "email") in found
-    assert ("exports/old.tar.gz", "(gzip tar) nested/inner.zip: (zip) h.csv: (bytes)",
+    assert ("exports/old.tar.gz", "(gzip) (tar) nested/inner.zip (zip) h.csv: (bytes)",
             "recording_id") in found
     assert all(not f["visible"] for f in findings)
 
@@ -388,18 +388,57 @@ def test_a_tar_is_read_by_member_and_by_member_name(date_src: Path, tmp_path: Pa
     assert ("(tar) (member names)", "email") in found
 
 
-def test_damaged_archives_do_not_stop_the_audit(date_src: Path, tmp_path: Path) -> None:
+def _zip_with_unreadable_first_member(csv: bytes) -> bytes:
+    """A zip whose first member uses a compression method Python cannot read (deflate64),
+    then a readable CSV."""
+    import io
     import zipfile
 
-    lake, erased, csv, _ = _scrubbed_with_exports(date_src, tmp_path)
-    with zipfile.ZipFile(tmp_path / "x.zip", "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("history.csv", csv * 50)
-    data = (tmp_path / "x.zip").read_bytes()
-    (lake / "cut.zip").write_bytes(data[: len(data) // 2])  # no central directory
-    (lake / "bad.zip").write_bytes(data[:200] + b"\0" * 300 + data[500:])
-    (lake / "bad.tar").write_bytes(b"\0" * 257 + b"ustar" + b"\xff" * 2000)
-    report = run_audit(Lake.open(lake), np.array([erased]))  # no exception
-    assert report.files_read == sum(1 for p in lake.rglob("*") if p.is_file())
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("first.bin", b"x" * 1000)
+        zf.writestr("history.csv", csv)
+    data = bytearray(buf.getvalue())
+    data[8:10] = (9).to_bytes(2, "little")  # the local header's method
+    entry = data.index(b"PK\x01\x02")  # the central directory's first entry
+    data[entry + 10:entry + 12] = (9).to_bytes(2, "little")
+    return bytes(data)
+
+
+def test_damaged_archives_and_files_keep_what_could_be_read(date_src: Path,
+                                                             tmp_path: Path) -> None:
+    """One bad member does not hide the others, a cut stream keeps what came before the cut,
+    and what could not be read is listed: the audit then cannot say "clean" (exit 1)."""
+    import gzip
+
+    lake, erased, csv, pq_export = _scrubbed_with_exports(date_src, tmp_path)
+    ex = lake / "exports"
+    ex.mkdir()
+    (ex / "odd.zip").write_bytes(_zip_with_unreadable_first_member(csv))
+    big = csv + b"filler\n" * 6_000_000  # > 32 MB decompressed: cut after the first chunk
+    packed = gzip.compress(big, compresslevel=1)
+    (ex / "cut.csv.gz").write_bytes(packed[: int(len(packed) * 0.9)])
+    (ex / "sfx.zip").write_bytes(b"#!/bin/sh\nexit 0\n" * 64 + (ex / "odd.zip").read_bytes())
+    (ex / "customer.parquet.gz").write_bytes(gzip.compress(pq_export.read_bytes()))
+    (ex / "broken.parquet").write_bytes(b"PAR1" + b"\x00" * 100 + b"PAR1")
+    report = run_audit(Lake.open(lake), np.array([erased]))
+    found = {(f.path, f.column) for f in report.residue}
+    assert {("exports/odd.zip", "(zip) history.csv: (bytes)"),
+            ("exports/cut.csv.gz", "(gzip)"),
+            ("exports/sfx.zip", "(zip) history.csv: (bytes)"),
+            ("exports/customer.parquet.gz", "(gzip): customer_id")} <= found
+    unreadable = "\n".join(report.unreadable)
+    assert "exports/odd.zip (zip) first.bin" in unreadable
+    assert "exports/cut.csv.gz" in unreadable and "exports/broken.parquet" in unreadable
+
+    # nothing but unreadable things: not residue, yet not proven clean either
+    for p in ex.iterdir():
+        if p.name != "broken.parquet":
+            p.unlink()
+    result = CliRunner().invoke(app, ["audit", "--lake", str(lake), "--ids", str(erased)])
+    assert result.exit_code == 1, result.output
+    assert "NOT PROVEN CLEAN" in result.output and "broken.parquet" in result.output
+    assert "RESIDUE" not in result.output
 
 
 def test_names_in_plain_files_are_possible_mentions(date_src: Path, tmp_path: Path) -> None:
@@ -417,3 +456,43 @@ def test_names_in_plain_files_are_possible_mentions(date_src: Path, tmp_path: Pa
     possible = {(f.path, f.column, f.kind) for f in report.findings if f.possible}
     assert {("tickets.txt", "(bytes)", "name"), ("tickets.txt", "(bytes)", "address")} <= possible
     assert run_audit(Lake.open(lake), np.array([erased]), names=False).findings == []
+    quiet = CliRunner().invoke(app, ["audit", "--lake", str(lake), "--ids", str(erased),
+                                     "--no-names"])
+    assert quiet.exit_code == 0 and "names 0, street addresses 0" in quiet.output
+
+
+def test_names_in_a_delta_checkpoints_strings_are_possible_mentions(tmp_path: Path) -> None:
+    """The string leaves of nested Parquet columns (a Delta checkpoint's stats) are searched
+    like raw bytes: a name there is a possible mention, not residue."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.audit import RawNeedles, _alternation
+    from pipeline.audit_formats import nested_string_findings
+
+    path = tmp_path / "checkpoint.parquet"
+    stats = '{"min": {"full_name": "Ada Lovelace"}}'
+    pq.write_table(pa.table({"add": pa.array([{"stats": stats}])}), path)
+    raw = RawNeedles({}, set(), {"skill_user_id": set(), "email": set(), "phone": set()},
+                     {"name": _alternation(["Ada Lovelace"])})
+    found = nested_string_findings(path, "t/_delta_log/c.parquet", raw)
+    assert [(f.kind, f.possible) for f in found] == [("name", True)]
+
+
+def test_many_names_are_searched_in_batches() -> None:
+    """RE2 slows to a crawl past ~1,000 alternatives: names go in batches, and a name in any
+    batch is found, in raw bytes and in text columns alike."""
+    import pyarrow as pa
+
+    from pipeline.audit import ALTERNATION_BATCH, RawNeedles, _alternation, _text_masks, raw_counts
+
+    names = [f"Person Number{i:05d}" for i in range(3 * ALTERNATION_BATCH)]
+    batches = _alternation(names)
+    assert len(batches) == 3
+    raw = RawNeedles({}, set(), {"skill_user_id": set(), "email": set(), "phone": set()},
+                     {"name": batches})
+    text = b"call Person Number00007 and Person Number01111 today"
+    assert raw_counts(text, raw) == {"name": 2}
+    col = pa.array(["hi Person Number01111", "nobody", None])
+    mask = _text_masks(col, {"sets": {}, "name": batches, "address": []})["name"]
+    assert mask.tolist() == [True, False, False]

@@ -94,6 +94,15 @@ def audit_json(lake: Path, ids: list[int], out: Path) -> tuple[int, list[dict]]:
     return result.exit_code, json.loads(out.read_text())["findings"]
 
 
+def export_history(lake: Path, customer: int, csv: Path) -> bytes:
+    """A customer's transcripts exported as CSV with the query command, as a user would."""
+    result = CliRunner().invoke(app, [
+        "query", "--lake", str(lake), "--format", "csv", "-o", str(csv),
+        "--sql", f"select recording_id, text from transcripts where customer_id = {customer}"])
+    assert result.exit_code == 0, result.output
+    return csv.read_bytes()
+
+
 def test_names_that_say_customer() -> None:
     from pipeline.audit import named_for
 
@@ -222,12 +231,7 @@ def test_a_compressed_export_is_read_inside(date_src: Path, tmp_path: Path, code
 
     lake = snapshot(date_src, tmp_path / "lake")
     erased = speakers_of_pii(lake)[0]
-    csv = tmp_path / "x.csv"
-    result = CliRunner().invoke(app, [
-        "query", "--lake", str(lake), "--format", "csv", "-o", str(csv),
-        "--sql", f"select recording_id, text from transcripts where customer_id = {erased}"])
-    assert result.exit_code == 0, result.output
-    data = csv.read_bytes()
+    data = export_history(lake, erased, tmp_path / "x.csv")
     out = lake / "exports" / "history.bin"
     out.parent.mkdir()
     if codec == "zstd":
@@ -318,16 +322,12 @@ def _scrubbed_with_exports(date_src: Path, tmp_path: Path) -> tuple[Path, int, b
 
     lake = snapshot(date_src, tmp_path / "lake")
     erased = speakers_of_pii(lake)[0]
-    csv = tmp_path / "history.csv"
-    result = CliRunner().invoke(app, [
-        "query", "--lake", str(lake), "--format", "csv", "-o", str(csv),
-        "--sql", f"select recording_id, text from transcripts where customer_id = {erased}"])
-    assert result.exit_code == 0, result.output
+    csv = export_history(lake, erased, tmp_path / "history.csv")
     pq_export = tmp_path / "customer.parquet"
     pl.read_parquet(lake / "customers" / "**" / "*.parquet").filter(
         pl.col("customer_id") == erased).write_parquet(pq_export)
     run_scrub(Lake.open(lake), request([erased]), "arrow", workers=2)
-    return lake, erased, csv.read_bytes(), pq_export
+    return lake, erased, csv, pq_export
 
 
 def test_archives_are_read_member_by_member(date_src: Path, tmp_path: Path) -> None:

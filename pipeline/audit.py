@@ -662,9 +662,12 @@ def _read_up_to(fh: BinaryIO, n: int) -> tuple[bytes, BaseException | None]:
     """Up to n bytes, read a MiB at a time: a decompressing stream that breaks off (a cut or
     damaged file) raises on the read that meets the damage, and what came before is kept."""
     parts, got = [], 0
+    # read1 where a decompressing stream has it: read() throws away what it decompressed
+    # before the damage, read1() returns it first
+    read = getattr(fh, "read1", fh.read)
     while got < n:
         try:
-            piece = fh.read(min(1 << 20, n - got))
+            piece = read(min(1 << 20, n - got))
         except Exception as e:  # noqa: BLE001 - zlib.error, lzma.LZMAError, EOFError, …
             return b"".join(parts), e
         if not piece:
@@ -684,8 +687,15 @@ ARCHIVE_DEPTH = 6
 
 
 def _is_tar(head: bytes) -> bool:
-    """A tar header's ustar magic (POSIX and GNU tars; pre-POSIX ones are read as bytes)."""
-    return len(head) >= 262 and head[257:262] == b"ustar"
+    """A tar header: the ustar magic (POSIX and GNU tars; pre-POSIX ones are read as bytes)
+    and a header checksum that adds up (text with "ustar" at byte 257 is no tar)."""
+    if len(head) < 512 or head[257:262] != b"ustar":
+        return False
+    try:
+        want = int(head[148:156].split(b"\0")[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return want == sum(head[:148]) + 8 * 32 + sum(head[156:512])
 
 
 def _opened_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
@@ -707,8 +717,8 @@ def _opened_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
         if _is_tar(head):
             return _tar_findings(_Prefixed(head, fh), f"{label} (tar)", rel, needles,
                                  parquet_member, depth + 1, unreadable)
-        if head[:4] == b"PAR1" or head[:2] == b"PK" or (path is not None and
-                                                        zipfile.is_zipfile(path)):
+        if head[:4] in (b"PAR1", b"PK\x03\x04") or (path is not None and
+                                                    zipfile.is_zipfile(path)):
             if path is not None:
                 return _file_findings(path, label, rel, needles, parquet_member, depth,
                                       unreadable)
@@ -728,21 +738,24 @@ def _content_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
     """A stream inside a file (a member, a decompressed stream): its bytes scanned, then
     opened in turn when it holds more (up to ARCHIVE_DEPTH)."""
     head = fh.read(512)
-    opened = depth < ARCHIVE_DEPTH and (
-        head[:4] == b"PAR1" or head[:2] == b"PK" or _is_tar(head)
-        or compression_of_head(head) is not None)
+    container = (head[:4] == b"PAR1" or head[:4] == b"PK\x03\x04" or _is_tar(head)
+                 or compression_of_head(head) is not None)
     column = _bytes_column(label)
-    if not opened:
+    if container and depth >= ARCHIVE_DEPTH:
+        unreadable.append(f"{rel}{label}: nested more than {ARCHIVE_DEPTH} levels deep; "
+                          f"searched as bytes only")
+    if not container or depth >= ARCHIVE_DEPTH:
         return _findings(rel, column,
                          _scan(fh, needles, False, head, unreadable, f"{rel}{label}"))
     with tempfile.TemporaryDirectory(prefix="voicescrub-audit-") as d:
         # copied once, then opened as the file it is
         tmp = Path(d) / "content"
         _copy_bounded(fh, tmp, head, f"{rel}{label}", unreadable)
-        found = []
-        if _is_tar(head):  # a tar's bytes are its members' (but for headers): scanned too,
-            with open(tmp, "rb") as t:  # so a tar damaged half-way still shows its tail
-                found = _findings(rel, column, _scan(t, needles, False))
+        # its bytes first, whatever it turns out to be (a CSV starting "PK,", a tar damaged
+        # half-way, text starting "BZh"): a stored zip member or a tar's text then counts
+        # twice, once here and once where it was opened
+        with open(tmp, "rb") as t:
+            found = _findings(rel, column, _scan(t, needles, False))
         with open(tmp, "rb") as t:
             found += _opened_findings(t, label, rel, needles, parquet_member, depth,
                                       unreadable, tmp)
@@ -793,6 +806,14 @@ def _file_findings(path: Path, label: str, rel: str, needles: RawNeedles,
                              f.visible, f.possible) for f in found]
         return found
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head == b"PAR1":
+            unreadable.append(f"{rel}{label}: starts as a Parquet file but has no footer "
+                              f"(cut off?); searched as bytes only")
+        elif head == b"PK\x03\x04":
+            unreadable.append(f"{rel}{label}: starts as a zip but its directory cannot be read "
+                              f"(cut off?); searched as bytes only")
         return []
     out: list[Finding] = []
     with zipfile.ZipFile(path) as zf:

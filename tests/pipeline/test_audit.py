@@ -410,6 +410,8 @@ def test_damaged_archives_and_files_keep_what_could_be_read(date_src: Path,
     """One bad member does not hide the others, a cut stream keeps what came before the cut,
     and what could not be read is listed: the audit then cannot say "clean" (exit 1)."""
     import gzip
+    import re
+    import zipfile
 
     lake, erased, csv, pq_export = _scrubbed_with_exports(date_src, tmp_path)
     ex = lake / "exports"
@@ -421,15 +423,29 @@ def test_damaged_archives_and_files_keep_what_could_be_read(date_src: Path,
     (ex / "sfx.zip").write_bytes(b"#!/bin/sh\nexit 0\n" * 64 + (ex / "odd.zip").read_bytes())
     (ex / "customer.parquet.gz").write_bytes(gzip.compress(pq_export.read_bytes()))
     (ex / "broken.parquet").write_bytes(b"PAR1" + b"\x00" * 100 + b"PAR1")
+    small = gzip.compress(csv)  # under a MiB: cut, what came before the cut still counts
+    (ex / "small-cut.csv.gz").write_bytes(small[: int(len(small) * 0.95)])
+    with zipfile.ZipFile(ex / "pk.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ids.csv", b"PK," + csv)  # a key column named PK: no zip inside
+    whole = (ex / "pk.zip").read_bytes()
+    (ex / "no-directory.zip").write_bytes(whole[: whole.index(b"PK\x01\x02")])
+    (ex / "not-a.tar").write_bytes(b"n" * 257 + b"ustar" + b" text, no tar" * 40)
     report = run_audit(Lake.open(lake), np.array([erased]))
     found = {(f.path, f.column) for f in report.residue}
     assert {("exports/odd.zip", "(zip) history.csv: (bytes)"),
             ("exports/cut.csv.gz", "(gzip)"),
             ("exports/sfx.zip", "(zip) history.csv: (bytes)"),
-            ("exports/customer.parquet.gz", "(gzip): customer_id")} <= found
+            ("exports/customer.parquet.gz", "(gzip): customer_id"),
+            ("exports/pk.zip", "(zip) ids.csv: (bytes)")} <= found
+    ids_in_csv = len(re.findall(rb"\n(\d{10,})", csv))
+    cut_found = sum(f.rows for f in report.residue
+                    if f.path == "exports/small-cut.csv.gz" and f.kind == "recording_id")
+    assert cut_found >= ids_in_csv // 2
     unreadable = "\n".join(report.unreadable)
     assert "exports/odd.zip (zip) first.bin" in unreadable
     assert "exports/cut.csv.gz" in unreadable and "exports/broken.parquet" in unreadable
+    assert "exports/no-directory.zip: starts as a zip" in unreadable
+    assert "not-a.tar" not in unreadable
 
     # nothing but unreadable things: not residue, yet not proven clean either
     for p in ex.iterdir():
@@ -496,3 +512,24 @@ def test_many_names_are_searched_in_batches() -> None:
     col = pa.array(["hi Person Number01111", "nobody", None])
     mask = _text_masks(col, {"sets": {}, "name": batches, "address": []})["name"]
     assert mask.tolist() == [True, False, False]
+
+
+def test_nesting_past_the_depth_limit_is_listed(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from pipeline.audit import ARCHIVE_DEPTH, RawNeedles, audit_raw
+
+    data = b"recording_id\n1234567890123\n"
+    name = "h.csv"
+    for level in range(ARCHIVE_DEPTH + 1):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(name, data)
+        data, name = buf.getvalue(), f"l{level}.zip"
+    (tmp_path / "deep.zip").write_bytes(data)
+    raw = RawNeedles({"recording_id": {1234567890123}}, set(),
+                     {"skill_user_id": set(), "email": set(), "phone": set()})
+    unreadable: list[str] = []
+    audit_raw(tmp_path / "deep.zip", "deep.zip", raw, None, unreadable)
+    assert len(unreadable) == 1 and f"more than {ARCHIVE_DEPTH} levels" in unreadable[0]

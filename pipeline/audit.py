@@ -700,12 +700,11 @@ def _is_tar(head: bytes) -> bool:
 
 def _opened_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
                      parquet_member: Callable[[Path, str], list[Finding]] | None,
-                     depth: int, unreadable: list[str], path: Path | None = None
-                     ) -> list[Finding]:
-    """Findings in what a stream holds beyond its bytes: decompressed, a tar's or a zip's
-    members, a Parquet file's columns; [] for plain bytes (their caller scanned them). `path`:
-    the stream is that file (a zip or Parquet file is read in place, not copied). Each
-    finding's column names where it was found, e.g. `(zip) a.tar.gz (gzip) (tar) b.csv`."""
+                     depth: int, unreadable: list[str], path: Path) -> list[Finding]:
+    """Findings in what the file at `path` (open as `fh`) holds beyond its bytes:
+    decompressed, a tar's or a zip's members, a Parquet file's columns; [] for plain bytes
+    (the caller scanned them). Each finding's column names where it was found, e.g.
+    `(zip) a.tar.gz (gzip) (tar) b.csv: (bytes)`."""
     head = fh.read(512)
     codec = compression_of_head(head)
     where = f"{rel}{label}"
@@ -717,16 +716,8 @@ def _opened_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
         if _is_tar(head):
             return _tar_findings(_Prefixed(head, fh), f"{label} (tar)", rel, needles,
                                  parquet_member, depth + 1, unreadable)
-        if head[:4] in (b"PAR1", b"PK\x03\x04") or (path is not None and
-                                                    zipfile.is_zipfile(path)):
-            if path is not None:
-                return _file_findings(path, label, rel, needles, parquet_member, depth,
-                                      unreadable)
-            with tempfile.TemporaryDirectory(prefix="voicescrub-audit-") as d:
-                tmp = Path(d) / "member"
-                _copy_bounded(fh, tmp, head, where, unreadable)
-                return _file_findings(tmp, label, rel, needles, parquet_member, depth,
-                                      unreadable)
+        if head[:4] in (b"PAR1", b"PK\x03\x04") or zipfile.is_zipfile(path):
+            return _file_findings(path, label, rel, needles, parquet_member, depth, unreadable)
     except Exception as e:  # noqa: BLE001 - a damaged container: its bytes were scanned
         unreadable.append(f"{where}: {_reason(e)}")
     return []

@@ -579,7 +579,7 @@ def _is_email_of(token: str, emails: set[str]) -> bool:
     """The token is one of the (lower-case) emails, or one followed by more text, as in file
     names: `jane@example.com.csv`, `Jane@Example.com_2024`, `jane@example.com-2024`."""
     local, _, domain = token.lower().partition("@")
-    domain = re.split(r"_", domain)[0]  # no domain has an underscore: `…com_2024`
+    domain = domain.split("_")[0]  # no domain has an underscore: `…com_2024`
     domains = [domain]
     while "." in domain.rpartition(".")[0]:
         domain = domain.rpartition(".")[0]
@@ -887,15 +887,10 @@ def compression_of_head(head: bytes) -> str | None:
     return next((codec for magic, codec in _COMPRESSION_MAGIC if head.startswith(magic)), None)
 
 
-def open_decompressed(path: Path, codec: str) -> BinaryIO:
-    """The file's decompressed bytes as a stream (read a chunk at a time: bounded memory)."""
-    import bz2
-    import gzip
-    import lzma
-
-    if codec == "zstd":
-        return pa.CompressedInputStream(pa.OSFile(str(path)), "zstd")
-    return {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[codec](path, "rb")
+def parquet_member_reader(anywhere: ColumnNeedles) -> Callable[[Path, str], list[Finding]]:
+    """How audit_raw reads a Parquet file found inside an archive or a compressed file: all
+    its columns, as any Parquet file that is no table's (never visible to a query)."""
+    return lambda member, rel: audit_any_parquet(member, rel, anywhere, False, None)
 
 
 def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
@@ -921,8 +916,7 @@ def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
     def one(p: Path) -> list[Finding]:
         rel = p.relative_to(lake.root).as_posix()
         if not is_parquet(p):
-            return audit_raw(p, rel, raw, lambda member, rel: audit_any_parquet(
-                member, rel, anywhere, False, None), report.unreadable)
+            return audit_raw(p, rel, raw, parquet_member_reader(anywhere), report.unreadable)
         if rel in table_files:  # the contract's columns: the keys are where their names say
             return parquet_or_bytes(
                 p, rel, raw, report.unreadable,

@@ -7,7 +7,9 @@ fail the audit).
 Any other Parquet file — an export, a copy, a scrub job's journal of keys — is read through all
 its columns whatever their names (see `column_needles` for what matches where). Any other file —
 journals, logs, temp files, manifests, receipts — is read as raw bytes, and decompressed too when
-it is compressed as a whole (gzip, bz2, xz, zstd); an archive (zip, tar) member by member.
+it is compressed as a whole (gzip, bz2, xz, zstd, LZ4); an archive (zip, tar) member by member;
+a table file that is not Parquet (Arrow IPC, ORC, DuckDB, SQLite, Avro: audit_tables) through its
+values.
 
 A trace in a file a query reads (the manifest references it, or the views' globs match it) is
 *visible*; a trace anywhere else is *physically present* though hidden. Copy-on-write must leave
@@ -21,8 +23,8 @@ import re
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -32,6 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.audit_tables import table_columns, table_kind, table_kind_of_head, unopenable_format
+from pipeline.audit_unpack import cancel, check_cancelled, current_dir, unpack_dir
 from pipeline.lake import SCRUB_DIR, Lake
 from pipeline.plan import key_array, match, match_np, plain_views
 
@@ -89,6 +93,11 @@ class Finding:
     possible: bool = False  # a name or address mention: reported apart, never fails
 
 
+# How a table file found inside another is read: (its path, the audited file's relative path,
+# its kind: "parquet" or one of audit_tables') -> findings
+TableReader = Callable[[Path, str, str], list[Finding]]
+
+
 @dataclass
 class AuditReport:
     lake: str
@@ -117,11 +126,13 @@ class AuditReport:
 
     @property
     def clean(self) -> bool:
-        return not self.residue
+        """Proven clean: no residue, and everything could be read."""
+        return not self.residue and not self.unreadable
 
     def to_json(self) -> dict:
         return {"lake": self.lake, "customers": self.customers, "files_read": self.files_read,
                 "bytes_read": self.bytes_read, "clean": self.clean,
+                "residue_found": bool(self.residue),
                 "ids_never_in_lake": self.never_in_lake,
                 "unreadable": self.unreadable,
                 "logically_visible_rows": self.visible_rows,
@@ -314,18 +325,33 @@ def audit_any_parquet(path: Path, rel: str, needles: ColumnNeedles, visible: boo
                       file_kind: str | None = None) -> list[Finding]:
     """Every column of a Parquet file that is no table's (nested ones through their leaves).
     `file_kind`: the key kind its path says every column holds (a scrub job's key file)."""
-    out = []
     pf = pq.ParquetFile(path)
-    for i in range(pf.metadata.num_row_groups):
-        rg = pf.read_row_group(i)
-        for name in rg.column_names:
-            for leaf, values, rows in _leaves(name, rg[name].combine_chunks()):
-                named = {k for k in {*needles.ints, *needles.texts}
-                         if k == file_kind or named_for(leaf, k)}
-                for kind, mask in _leaf_masks(values, named, needles).items():
-                    n = _rows_hit(mask, rows)
-                    if n:
-                        out.append(Finding(rel, leaf, kind, n, visible, possible=kind in POSSIBLE))
+    columns = ((name, rg[name].combine_chunks(), None)
+               for rg in (pf.read_row_group(i) for i in range(pf.metadata.num_row_groups))
+               for name in rg.column_names)
+    return column_findings(columns, rel, needles, visible, file_kind)
+
+
+def audit_table_file(path: Path, rel: str, kind: str, needles: ColumnNeedles) -> list[Finding]:
+    """Every column of a table file that is not Parquet (Arrow IPC, ORC, a DuckDB or SQLite
+    database, Avro: see audit_tables), as an export's Parquet columns are read."""
+    return column_findings(table_columns(path, kind), rel, needles, False)
+
+
+def column_findings(columns: Iterable[tuple[str, pa.Array, np.ndarray | None]], rel: str,
+                    needles: ColumnNeedles, visible: bool, file_kind: str | None = None
+                    ) -> list[Finding]:
+    """Findings in columns of any names and types: (name, values, the row of each value or
+    None); nested ones through their leaves."""
+    out = []
+    for name, col, col_rows in columns:
+        for leaf, values, rows in _leaves(name, col, col_rows):
+            named = {k for k in {*needles.ints, *needles.texts}
+                     if k == file_kind or named_for(leaf, k)}
+            for kind, mask in _leaf_masks(values, named, needles).items():
+                n = _rows_hit(mask, rows)
+                if n:
+                    out.append(Finding(rel, leaf, kind, n, visible, possible=kind in POSSIBLE))
     return _merge(out)
 
 
@@ -510,7 +536,9 @@ TOKENS = {
     # …and every id of a list after such a name: `"customer_ids": [7, 8, 9]`
     "customer_id_list": re.compile(kind_name("customer_id").encode() +
                                    rb"[\\\"':= ]{0,6}\[([-\d,\s]*)\]", re.IGNORECASE),
-    "email": re.compile(rb"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    # from the start of a run of such characters only: tried at every position, a run with no
+    # "@" (a hex dump, a column of zeros) was scanned to its end from each: quadratic
+    "email": re.compile(rb"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     "token": re.compile(rb"[\w.:-]{12,}"),
     "phone": re.compile(rb"\+\d[\d ()-]{5,20}\d"),
 }
@@ -603,7 +631,7 @@ def journal_counts(data: bytes, customer_ids: set[int]) -> dict[str, int]:
 
 
 def audit_raw(path: Path, rel: str, needles: RawNeedles,
-              parquet_member: Callable[[Path, str], list[Finding]] | None = None,
+              read_table: TableReader | None = None,
               unreadable: list[str] | None = None) -> list[Finding]:
     """Occurrences in a file's bytes; under _scrub/ also the customers a job's journal names.
     Then, when the file holds more than its bytes show, its content is opened (see
@@ -615,7 +643,7 @@ def audit_raw(path: Path, rel: str, needles: RawNeedles,
         counts = _scan(fh, needles, in_journal)
     found = _findings(rel, "(bytes)", counts)
     with open(path, "rb") as fh:
-        found += _opened_findings(fh, "", rel, needles, parquet_member, 0,
+        found += _opened_findings(fh, "", rel, needles, read_table, 0,
                                   unreadable if unreadable is not None else [], path)
     return found
 
@@ -666,6 +694,7 @@ def _read_up_to(fh: BinaryIO, n: int) -> tuple[bytes, BaseException | None]:
     # before the damage, read1() returns it first
     read = getattr(fh, "read1", fh.read)
     while got < n:
+        check_cancelled()
         try:
             piece = read(min(1 << 20, n - got))
         except Exception as e:  # noqa: BLE001 - zlib.error, lzma.LZMAError, EOFError, …
@@ -699,7 +728,7 @@ def _is_tar(head: bytes) -> bool:
 
 
 def _opened_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
-                     parquet_member: Callable[[Path, str], list[Finding]] | None,
+                     read_table: TableReader | None,
                      depth: int, unreadable: list[str], path: Path) -> list[Finding]:
     """Findings in what the file at `path` (open as `fh`) holds beyond its bytes:
     decompressed, a tar's or a zip's members, a Parquet file's columns; [] for plain bytes
@@ -711,34 +740,46 @@ def _opened_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
     try:
         if codec is not None:
             stream = _decompressing(_Prefixed(head, fh), codec)
-            return _content_findings(stream, f"{label} ({codec})", rel, needles, parquet_member,
+            return _content_findings(stream, f"{label} ({codec})", rel, needles, read_table,
                                      depth + 1, unreadable)
         if _is_tar(head):
             return _tar_findings(_Prefixed(head, fh), f"{label} (tar)", rel, needles,
-                                 parquet_member, depth + 1, unreadable)
+                                 read_table, depth + 1, unreadable)
         if head[:4] in (b"PAR1", b"PK\x03\x04") or zipfile.is_zipfile(path):
-            return _file_findings(path, label, rel, needles, parquet_member, depth, unreadable)
+            return _file_findings(path, label, rel, needles, read_table, depth, unreadable)
+        kind = table_kind(path, head)
+        if kind is not None:
+            return _labelled(read_table(path, rel, kind), label) if read_table else []
+        what = unopenable_format(head)
+        if what is not None:
+            unreadable.append(f"{where}: {what}, which the audit cannot open; searched as bytes "
+                              f"only")
     except Exception as e:  # noqa: BLE001 - a damaged container: its bytes were scanned
         unreadable.append(f"{where}: {_reason(e)}")
     return []
 
 
 def _content_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
-                      parquet_member: Callable[[Path, str], list[Finding]] | None,
+                      read_table: TableReader | None,
                       depth: int, unreadable: list[str]) -> list[Finding]:
     """A stream inside a file (a member, a decompressed stream): its bytes scanned, then
     opened in turn when it holds more (up to ARCHIVE_DEPTH)."""
     head = fh.read(512)
     container = (head[:4] == b"PAR1" or head[:4] == b"PK\x03\x04" or _is_tar(head)
-                 or compression_of_head(head) is not None)
+                 or compression_of_head(head) is not None
+                 or table_kind_of_head(head) is not None)
     column = _bytes_column(label)
+    what = unopenable_format(head)
+    if what is not None:
+        unreadable.append(f"{rel}{label}: {what}, which the audit cannot open; searched as "
+                          f"bytes only")
     if container and depth >= ARCHIVE_DEPTH:
         unreadable.append(f"{rel}{label}: nested more than {ARCHIVE_DEPTH} levels deep; "
                           f"searched as bytes only")
     if not container or depth >= ARCHIVE_DEPTH:
         return _findings(rel, column,
                          _scan(fh, needles, False, head, unreadable, f"{rel}{label}"))
-    with tempfile.TemporaryDirectory(prefix="voicescrub-audit-") as d:
+    with tempfile.TemporaryDirectory(prefix="member-", dir=current_dir()) as d:
         # copied once, then opened as the file it is
         tmp = Path(d) / "content"
         _copy_bounded(fh, tmp, head, f"{rel}{label}", unreadable)
@@ -748,7 +789,7 @@ def _content_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
         with open(tmp, "rb") as t:
             found = _findings(rel, column, _scan(t, needles, False))
         with open(tmp, "rb") as t:
-            found += _opened_findings(t, label, rel, needles, parquet_member, depth,
+            found += _opened_findings(t, label, rel, needles, read_table, depth,
                                       unreadable, tmp)
     return found
 
@@ -777,6 +818,14 @@ def _copy_bounded(fh: BinaryIO, dst: Path, head: bytes, where: str,
                           f"(VOICESCRUB_AUDIT_UNPACK_LIMIT); the rest was not read")
 
 
+def _labelled(found: list[Finding], label: str) -> list[Finding]:
+    """Findings in a table file inside another, their columns prefixed with where it was."""
+    if not label:
+        return found
+    return [Finding(f.path, f"{label.strip()}: {f.column}", f.kind, f.rows, f.visible,
+                    f.possible) for f in found]
+
+
 def _bytes_column(label: str) -> str:
     """The column of a finding in a stream's bytes: `(gzip)` for a decompressed file,
     `(zip) a/b.csv: (bytes)` for a member."""
@@ -785,17 +834,11 @@ def _bytes_column(label: str) -> str:
 
 
 def _file_findings(path: Path, label: str, rel: str, needles: RawNeedles,
-                   parquet_member: Callable[[Path, str], list[Finding]] | None,
+                   read_table: TableReader | None,
                    depth: int, unreadable: list[str]) -> list[Finding]:
     """A seekable file that is a Parquet file or a zip."""
     if is_parquet(path):
-        if parquet_member is None:
-            return []
-        found = parquet_member(path, rel)
-        if label:
-            found = [Finding(f.path, f"{label.strip()}: {f.column}", f.kind, f.rows,
-                             f.visible, f.possible) for f in found]
-        return found
+        return _labelled(read_table(path, rel, "parquet"), label) if read_table else []
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as fh:
             head = fh.read(4)
@@ -814,7 +857,7 @@ def _file_findings(path: Path, label: str, rel: str, needles: RawNeedles,
             inner = f"{label} (zip) {info.filename}"
             try:
                 with zf.open(info) as fh:
-                    out += _content_findings(fh, inner, rel, needles, parquet_member,
+                    out += _content_findings(fh, inner, rel, needles, read_table,
                                              depth + 1, unreadable)
             except Exception as e:  # noqa: BLE001 - encrypted, unsupported compression, bad
                 unreadable.append(f"{rel}{inner}: {_reason(e)}")  # CRC: the others still count
@@ -822,7 +865,7 @@ def _file_findings(path: Path, label: str, rel: str, needles: RawNeedles,
 
 
 def _tar_findings(raw: BinaryIO, label: str, rel: str, needles: RawNeedles,
-                  parquet_member: Callable[[Path, str], list[Finding]] | None,
+                  read_table: TableReader | None,
                   depth: int, unreadable: list[str]) -> list[Finding]:
     """A tar's members, read as a stream (the tar may be compressed: no seeking), and the
     members' names (an export may be named for its customer)."""
@@ -836,7 +879,7 @@ def _tar_findings(raw: BinaryIO, label: str, rel: str, needles: RawNeedles,
                 if fh is not None:
                     try:
                         out += _content_findings(fh, f"{label} {member.name}", rel, needles,
-                                                 parquet_member, depth, unreadable)
+                                                 read_table, depth, unreadable)
                     except Exception as e:  # noqa: BLE001 - e.g. a member that is no valid
                         unreadable.append(f"{rel}{label} {member.name}: {_reason(e)}")  # Parquet
     except Exception as e:  # noqa: BLE001 - tarfile.TarError, zlib.error, …: a damaged tar
@@ -870,8 +913,8 @@ def _decompressing(fh: BinaryIO, codec: str) -> BinaryIO:
     import lzma
 
     raw = io.BufferedReader(fh, RAW_CHUNK)  # type: ignore[arg-type]
-    if codec == "zstd":
-        return pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd")
+    if codec in ("zstd", "lz4"):  # (Arrow's lz4 stream is the frame format)
+        return pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), codec)
     return {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
             "bz2": lambda f: bz2.BZ2File(f, "rb"),
             "xz": lambda f: lzma.LZMAFile(f, "rb")}[codec](raw)
@@ -879,7 +922,8 @@ def _decompressing(fh: BinaryIO, codec: str) -> BinaryIO:
 
 # magic bytes of whole-file compression an export may use
 _COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"),
-                      (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+                      (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+                      (b"\x04\x22\x4d\x18", "lz4"))
 
 
 def compression_of_head(head: bytes) -> str | None:
@@ -887,10 +931,16 @@ def compression_of_head(head: bytes) -> str | None:
     return next((codec for magic, codec in _COMPRESSION_MAGIC if head.startswith(magic)), None)
 
 
-def parquet_member_reader(anywhere: ColumnNeedles) -> Callable[[Path, str], list[Finding]]:
-    """How audit_raw reads a Parquet file found inside an archive or a compressed file: all
-    its columns, as any Parquet file that is no table's (never visible to a query)."""
-    return lambda member, rel: audit_any_parquet(member, rel, anywhere, False, None)
+def table_reader(anywhere: ColumnNeedles) -> TableReader:
+    """How audit_raw reads a table file that is no table's: a Parquet file inside an archive
+    or a compressed file, any other table file (Arrow IPC, ORC, a DuckDB or SQLite database,
+    Avro) anywhere: all its columns (never visible to a query)."""
+    def read(path: Path, rel: str, kind: str) -> list[Finding]:
+        if kind == "parquet":
+            return audit_any_parquet(path, rel, anywhere, False, None)
+        return audit_table_file(path, rel, kind, anywhere)
+
+    return read
 
 
 def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
@@ -916,7 +966,7 @@ def run_audit(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
     def one(p: Path) -> list[Finding]:
         rel = p.relative_to(lake.root).as_posix()
         if not is_parquet(p):
-            return audit_raw(p, rel, raw, parquet_member_reader(anywhere), report.unreadable)
+            return audit_raw(p, rel, raw, table_reader(anywhere), report.unreadable)
         if rel in table_files:  # the contract's columns: the keys are where their names say
             return parquet_or_bytes(
                 p, rel, raw, report.unreadable,
@@ -954,13 +1004,35 @@ def view_files(lake: Lake) -> set[str]:
             for p in lake.root.glob(file_pattern(t, spec.kind, layout))}
 
 
+def _result_awake(future: Future) -> list[Finding]:
+    """A future's result, waited for in short naps: a signal the kernel hands to a worker
+    thread never wakes a main thread blocked on a lock, so Ctrl-C would wait for the file."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except TimeoutError:
+            continue
+
+
 def read_every_file(root: Path, one: Callable[[Path], list[Finding]], report: AuditReport,
                     workers: int) -> AuditReport:
     """Run `one` on every file under the root (in parallel) into the report."""
     files = list(walk(root))
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for found in pool.map(one, files):
-            report.findings += found
+
+    def guarded(p: Path) -> list[Finding]:
+        check_cancelled()  # an interrupted audit starts no more files
+        return one(p)
+
+    with unpack_dir():  # its copies of archive members, removed however the audit ends
+        pool = ThreadPoolExecutor(max(1, workers))
+        try:
+            for future in [pool.submit(guarded, p) for p in files]:
+                report.findings += _result_awake(future)
+        except BaseException:
+            cancel()  # the workers stop at their next read, before the copies are removed
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     report.files_read = len(files)
     report.bytes_read = sum(p.stat().st_size for p in files)
     report.findings.sort(key=lambda f: (f.possible, not f.visible, f.path, f.column))

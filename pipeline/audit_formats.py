@@ -41,11 +41,11 @@ from pipeline.audit import (
     is_parquet,
     journal_key_kind,
     needles_from,
-    parquet_member_reader,
     parquet_or_bytes,
     raw_counts,
     raw_needles,
     read_every_file,
+    table_reader,
 )
 from pipeline.format_scrub import resolve_format_keys
 from pipeline.formats import FormatLake, TableFormat, get
@@ -283,7 +283,7 @@ def run_format_audit(root: Path, customer_ids: np.ndarray, workers: int = 2,
         if is_parquet(p):
             return parquet_or_bytes(p, rel, raw, report.unreadable, lambda: audit_parquet(
                 p, rel, needles, patterns, False) + nested_string_findings(p, rel, raw))
-        out = audit_raw(p, rel, raw, parquet_member_reader(anywhere), report.unreadable)
+        out = audit_raw(p, rel, raw, table_reader(anywhere), report.unreadable)
         if p.suffix == ".avro":
             out += iceberg_manifest_findings(p, rel, check)
         elif is_duckdb(p):

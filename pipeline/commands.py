@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -209,6 +210,24 @@ def list_strategies() -> None:
               "scrub --logical-only, then purge")
 
 
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) in the main thread, so `finally` blocks run (the default
+    action ends the process on the spot)."""
+    def stop(signum: int, frame: object) -> None:  # noqa: ARG001 (a signal handler's signature)
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding program): leave its handler be
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def audit(
     lake: Annotated[Path, typer.Option(help="Lake root")],
     customers: Annotated[Path | None, typer.Option(help="Request file of customer ids")] = None,
@@ -237,7 +256,9 @@ def audit(
     except (RequestError, LakeError) as e:
         raise _fail(str(e)) from None
     try:
-        report = run_audit(the_lake, request.ids, workers or os.cpu_count() or 1, names=names)
+        with _terminate_as_interrupt():  # SIGTERM unwinds: the unpacked copies are removed
+            report = run_audit(the_lake, request.ids, workers or os.cpu_count() or 1,
+                               names=names)
     except LakeError as e:  # e.g. a table-format lake that was moved or copied
         raise _fail(str(e)) from None
     if json_out:
@@ -268,7 +289,7 @@ def audit(
             out.print(f"  {line}", highlight=False)
         if len(report.unreadable) > limit:
             out.print(f"  … and {len(report.unreadable) - limit:,} more (--json for all)")
-    if not report.clean:
+    if report.residue:
         out.print("[bold red]RESIDUE FOUND[/]")
         raise typer.Exit(1)
     if report.unreadable:

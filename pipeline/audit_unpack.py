@@ -1,0 +1,111 @@
+"""Where the audit unpacks what it opens, and how it stops.
+
+An archive member or a decompressed stream is copied to a temporary file before it is opened
+(a zip, a Parquet or a DuckDB file needs a seekable file). Those copies hold what the audit is
+looking for: an erased customer's export, possibly. So they live in one private directory per
+audit (mode 0700, `voicescrub-audit-<pid>-…` in the system's temp directory, or in
+`VOICESCRUB_AUDIT_TMPDIR`), which is removed when the audit ends, however it ends: finished,
+failed, interrupted (Ctrl-C, SIGTERM: the workers stop at their next read). A killed audit
+(SIGKILL, a crash) cannot remove its own; the next audit removes every such directory whose
+process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PREFIX = "voicescrub-audit-"
+
+
+class AuditCancelled(BaseException):
+    """The audit was interrupted; raised in the workers at their next read (a BaseException,
+    as KeyboardInterrupt: no `except Exception` that lists a damaged member takes it)."""
+
+
+_lock = threading.Lock()
+_active: list[Path] = []  # this process's unpack directories, innermost last
+_cancel = threading.Event()
+
+
+def tmp_parent() -> Path:
+    return Path(os.environ.get("VOICESCRUB_AUDIT_TMPDIR") or tempfile.gettempdir())
+
+
+def current_dir() -> Path | None:
+    """The running audit's unpack directory (None outside an audit: the system's temp)."""
+    with _lock:
+        return _active[-1] if _active else None
+
+
+def check_cancelled() -> None:
+    if _cancel.is_set():
+        raise AuditCancelled("the audit was interrupted")
+
+
+def cancel() -> None:
+    """Make the workers stop at their next read (the caller then waits for them)."""
+    _cancel.set()
+
+
+@contextmanager
+def unpack_dir() -> Iterator[Path]:
+    """A private directory for one audit's copies, removed when it ends; stale ones of killed
+    audits are removed first."""
+    parent = tmp_parent()
+    remove_stale(parent)
+    _cancel.clear()
+    d = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))  # mode 0700
+    with _lock:
+        _active.append(d)
+    try:
+        yield d
+    finally:
+        with _lock:
+            _active.remove(d)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def remove_stale(parent: Path) -> list[Path]:
+    """Remove the unpack directories of audits whose process is gone; returns them."""
+    removed = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        pid = _pid_of(p.name)
+        if pid is None or _alive(pid) or not p.is_dir() or p.is_symlink():
+            continue
+        try:
+            if p.stat().st_uid != os.getuid():
+                continue  # another user's: not ours to judge (and not ours to remove)
+        except OSError:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def _pid_of(name: str) -> int | None:
+    if not name.startswith(PREFIX):
+        return None
+    pid, sep, _ = name[len(PREFIX):].partition("-")
+    return int(pid) if sep and pid.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

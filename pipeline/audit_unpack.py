@@ -7,11 +7,15 @@ audit (mode 0700, `voicescrub-audit-<pid>-…` in the system's temp directory, o
 `VOICESCRUB_AUDIT_TMPDIR`), which is removed when the audit ends, however it ends: finished,
 failed, interrupted (Ctrl-C, SIGTERM: the workers stop at their next read). A killed audit
 (SIGKILL, a crash) cannot remove its own; the next audit removes every such directory whose
-process is gone.
+audit is gone. An audit holds a lock (flock) on its directory's `.lock` for as long as it runs
+and the kernel drops it when the process ends, however it ends: a directory whose lock can be
+taken is stale. That holds across PID namespaces (containers sharing a temp directory), where
+a process id says nothing.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -21,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PREFIX = "voicescrub-audit-"
+LOCK = ".lock"
 
 
 class AuditCancelled(BaseException):
@@ -61,51 +66,44 @@ def unpack_dir() -> Iterator[Path]:
     remove_stale(parent)
     _cancel.clear()
     d = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))  # mode 0700
-    with _lock:
-        _active.append(d)
+    lock = os.open(d / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        yield d
-    finally:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held until this process ends
         with _lock:
-            _active.remove(d)
-        shutil.rmtree(d, ignore_errors=True)
+            _active.append(d)
+        try:
+            yield d
+        finally:
+            with _lock:
+                _active.remove(d)
+            shutil.rmtree(d, ignore_errors=True)
+    finally:
+        os.close(lock)
 
 
 def remove_stale(parent: Path) -> list[Path]:
-    """Remove the unpack directories of audits whose process is gone; returns them."""
+    """Remove the unpack directories of audits that are gone; returns them."""
     removed = []
     try:
         entries = list(parent.iterdir())
     except OSError:
         return removed
     for p in entries:
-        pid = _pid_of(p.name)
-        if pid is None or _alive(pid) or not p.is_dir() or p.is_symlink():
+        if not p.name.startswith(PREFIX) or p.is_symlink() or not p.is_dir():
             continue
         try:
             if p.stat().st_uid != os.getuid():
                 continue  # another user's: not ours to judge (and not ours to remove)
+            lock = os.open(p / LOCK, os.O_RDWR)
         except OSError:
-            continue
-        shutil.rmtree(p, ignore_errors=True)
-        removed.append(p)
+            continue  # no lock file: being created this instant (or not an audit's)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # held: that audit is running
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+        finally:
+            os.close(lock)
     return removed
-
-
-def _pid_of(name: str) -> int | None:
-    if not name.startswith(PREFIX):
-        return None
-    pid, sep, _ = name[len(PREFIX):].partition("-")
-    return int(pid) if sep and pid.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True

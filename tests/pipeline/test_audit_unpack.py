@@ -17,24 +17,38 @@ import numpy as np
 import pytest
 
 from pipeline.audit import run_audit
-from pipeline.audit_unpack import PREFIX, remove_stale
+from pipeline.audit_unpack import PREFIX, remove_stale, unpack_dir
 from pipeline.lake import Lake
 from tests.pipeline.conftest import snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_only_the_directories_of_gone_audits_are_removed(tmp_path: Path) -> None:
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    dead = tmp_path / f"{PREFIX}{gone.pid}-abc"
-    mine = tmp_path / f"{PREFIX}{os.getpid()}-def"
-    other = [tmp_path / f"{PREFIX}xyz", tmp_path / "unrelated"]
-    for d in (dead, mine, *other):
-        d.mkdir()
-        (d / "content").write_bytes(b"jane@example.com")
-    assert remove_stale(tmp_path) == [dead]
-    assert not dead.exists() and mine.exists() and all(d.exists() for d in other)
+def test_only_the_directories_of_gone_audits_are_removed(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """An audit's lock on its directory says it runs (a process id would not, across PID
+    namespaces): the directory of an audit that is gone has a lock anyone can take."""
+    monkeypatch.setenv("VOICESCRUB_AUDIT_TMPDIR", str(tmp_path))
+    with unpack_dir() as running:
+        (running / "content").write_bytes(b"jane@example.com")
+        # another process's audit, gone: it left its directory and its (released) lock
+        gone = subprocess.run([sys.executable, "-c", (
+            "import os; from pipeline.audit_unpack import unpack_dir\n"
+            "with unpack_dir() as d:\n"
+            "    (d / 'content').write_bytes(b'jane@example.com')\n"
+            "    print(d, flush=True)\n"
+            "    os._exit(9)  # as a SIGKILL: no cleanup\n")],
+            cwd=REPO, env={**os.environ}, capture_output=True, text=True)
+        dead = Path(gone.stdout.strip())
+        assert (dead / "content").exists()
+        unlocked = tmp_path / f"{PREFIX}123-creating"  # no lock file yet: left alone
+        unlocked.mkdir()
+        unrelated = tmp_path / "unrelated"
+        unrelated.mkdir()
+        assert remove_stale(tmp_path) == [dead]
+        assert (running / "content").exists() and unlocked.exists() and unrelated.exists()
+    assert not running.exists()
 
 
 def _lake_with_big_archive(date_src: Path, tmp_path: Path) -> Path:

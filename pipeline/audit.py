@@ -34,8 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.audit_tables import table_columns, table_kind, table_kind_of_head, unopenable_format
-from pipeline.audit_unpack import cancel, check_cancelled, current_dir, unpack_dir
+from pipeline.audit_tables import (
+    PartiallyRead,
+    table_columns,
+    table_kind,
+    table_kind_of_head,
+    unopenable_format,
+)
+from pipeline.audit_unpack import bind, check_cancelled, current_dir, unpack_dir
 from pipeline.lake import SCRUB_DIR, Lake
 from pipeline.plan import key_array, match, match_np, plain_views
 
@@ -335,15 +341,20 @@ def audit_any_parquet(path: Path, rel: str, needles: ColumnNeedles, visible: boo
 def audit_table_file(path: Path, rel: str, kind: str, needles: ColumnNeedles) -> list[Finding]:
     """Every column of a table file that is not Parquet (Arrow IPC, ORC, a DuckDB or SQLite
     database, Avro: see audit_tables), as an export's Parquet columns are read."""
-    return column_findings(table_columns(path, kind), rel, needles, False)
+    found: list[Finding] = []
+    try:
+        return column_findings(table_columns(path, kind), rel, needles, False, found=found)
+    except Exception as e:
+        raise PartiallyRead(_merge(found), e) from e
 
 
 def column_findings(columns: Iterable[tuple[str, pa.Array, np.ndarray | None]], rel: str,
-                    needles: ColumnNeedles, visible: bool, file_kind: str | None = None
-                    ) -> list[Finding]:
+                    needles: ColumnNeedles, visible: bool, file_kind: str | None = None,
+                    found: list[Finding] | None = None) -> list[Finding]:
     """Findings in columns of any names and types: (name, values, the row of each value or
-    None); nested ones through their leaves."""
-    out = []
+    None); nested ones through their leaves. `found` collects them as they come (what a
+    reader that breaks off had found)."""
+    out = found if found is not None else []
     for name, col, col_rows in columns:
         for leaf, values, rows in _leaves(name, col, col_rows):
             named = {k for k in {*needles.ints, *needles.texts}
@@ -361,7 +372,24 @@ def _leaves(name: str, col: pa.Array,
     there is one value per row. Struct fields are `name.field`; lists and maps are flattened,
     so a hit in a list still counts its row, once."""
     typ = col.type
-    if pa.types.is_struct(typ):
+    if isinstance(col, pa.ExtensionArray):  # (json, uuid, opaque, …): their storage
+        yield from _leaves(name, col.storage, rows)
+    elif pa.types.is_run_end_encoded(typ):
+        yield from _leaves(name, pc.run_end_decode(col), rows)
+    elif pa.types.is_union(typ):  # each member type's values, with the rows that hold them
+        codes = np.frombuffer(col.buffers()[1], np.int8)[col.offset:col.offset + len(col)]
+        dense = typ.mode == "dense"
+        offsets = (np.frombuffer(col.buffers()[2], np.int32)[col.offset:col.offset + len(col)]
+                   if dense else None)
+        for i in range(typ.num_fields):
+            at = np.flatnonzero(codes == typ.type_codes[i])
+            if not len(at):
+                continue
+            child = col.field(i)
+            values = child.take(pa.array(offsets[at] if dense else at))
+            yield from _leaves(name, values,  # (a member type is no column of its own)
+                               at if rows is None else rows[at])
+    elif pa.types.is_struct(typ):
         for i in range(typ.num_fields):
             yield from _leaves(f"{name}.{typ.field(i).name}", pc.struct_field(col, [i]), rows)
     elif pa.types.is_map(typ):
@@ -745,15 +773,22 @@ def _opened_findings(fh: BinaryIO, label: str, rel: str, needles: RawNeedles,
         if _is_tar(head):
             return _tar_findings(_Prefixed(head, fh), f"{label} (tar)", rel, needles,
                                  read_table, depth + 1, unreadable)
-        if head[:4] in (b"PAR1", b"PK\x03\x04") or zipfile.is_zipfile(path):
-            return _file_findings(path, label, rel, needles, read_table, depth, unreadable)
         kind = table_kind(path, head)
         if kind is not None:
-            return _labelled(read_table(path, rel, kind), label) if read_table else []
+            found = _labelled(read_table(path, rel, kind), label) if read_table else []
+            if zipfile.is_zipfile(path):  # a database holding a zip (an attachment) near its end
+                found += _file_findings(path, label, rel, needles, read_table, depth,
+                                        unreadable)
+            return found
+        if head[:4] in (b"PAR1", b"PK\x03\x04") or zipfile.is_zipfile(path):
+            return _file_findings(path, label, rel, needles, read_table, depth, unreadable)
         what = unopenable_format(head)
         if what is not None:
             unreadable.append(f"{where}: {what}, which the audit cannot open; searched as bytes "
                               f"only")
+    except PartiallyRead as e:  # a table file that breaks off: what came before still counts
+        unreadable.append(f"{where}: {_reason(e.cause)} (read up to there)")
+        return _labelled(e.found, label)
     except Exception as e:  # noqa: BLE001 - a damaged container: its bytes were scanned
         unreadable.append(f"{where}: {_reason(e)}")
     return []
@@ -917,7 +952,8 @@ def _decompressing(fh: BinaryIO, codec: str) -> BinaryIO:
         return pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), codec)
     return {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
             "bz2": lambda f: bz2.BZ2File(f, "rb"),
-            "xz": lambda f: lzma.LZMAFile(f, "rb")}[codec](raw)
+            "xz": lambda f: lzma.LZMAFile(f, "rb"),
+            "lzma": lambda f: lzma.LZMAFile(f, "rb", format=lzma.FORMAT_ALONE)}[codec](raw)
 
 
 # magic bytes of whole-file compression an export may use
@@ -928,7 +964,20 @@ _COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"),
 
 def compression_of_head(head: bytes) -> str | None:
     """The codec a file is compressed with as a whole (by the magic bytes it starts with)."""
-    return next((codec for magic, codec in _COMPRESSION_MAGIC if head.startswith(magic)), None)
+    codec = next((codec for magic, codec in _COMPRESSION_MAGIC if head.startswith(magic)), None)
+    return codec or ("lzma" if _is_lzma_alone(head) else None)
+
+
+def _is_lzma_alone(head: bytes) -> bool:
+    """The legacy .lzma header (no magic): the usual properties byte, a dictionary size that
+    is 2^n or 2^n + 2^(n-1), and an unknown (all ones) or plausible uncompressed size."""
+    if len(head) < 13 or head[0] != 0x5D:
+        return False
+    d = int.from_bytes(head[1:5], "little")
+    n = d.bit_length() - 1
+    pow_ok = n >= 12 and d in (1 << n, (1 << n) + (1 << (n - 1)))
+    size = head[5:13]
+    return pow_ok and (size == b"\xff" * 8 or int.from_bytes(size, "little") < 1 << 44)
 
 
 def table_reader(anywhere: ColumnNeedles) -> TableReader:
@@ -1019,17 +1068,21 @@ def read_every_file(root: Path, one: Callable[[Path], list[Finding]], report: Au
     """Run `one` on every file under the root (in parallel) into the report."""
     files = list(walk(root))
 
-    def guarded(p: Path) -> list[Finding]:
-        check_cancelled()  # an interrupted audit starts no more files
-        return one(p)
+    with unpack_dir() as area:  # its copies of archive members, removed however it ends
+        def guarded(p: Path) -> list[Finding]:
+            bind(area)
+            try:
+                check_cancelled()  # an interrupted audit starts no more files
+                return one(p)
+            finally:
+                bind(None)
 
-    with unpack_dir():  # its copies of archive members, removed however the audit ends
         pool = ThreadPoolExecutor(max(1, workers))
         try:
             for future in [pool.submit(guarded, p) for p in files]:
                 report.findings += _result_awake(future)
         except BaseException:
-            cancel()  # the workers stop at their next read, before the copies are removed
+            area.cancelled.set()  # the workers stop at their next read, before the copies go
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

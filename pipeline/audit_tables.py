@@ -22,8 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import shutil
 import sqlite3
 import struct
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,16 +33,30 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from pipeline.audit_unpack import current_dir
+
 # a column: (name, values, the row of each value or None for one value per row)
 Column = tuple[str, pa.Array, "np.ndarray | None"]
 
-PYTHON_ROWS = 4096  # rows of a SQLite or Avro file turned into Arrow at a time
-BATCH_ROWS = 65536  # rows of a DuckDB table read at a time
+# What is held at a time: rows of a SQLite or Avro file turned into Arrow (at most so many
+# rows or bytes of values); a page of a DuckDB table (a row may hold a 1 MB blob)
+PYTHON_ROWS = 4096
+PYTHON_BYTES = 32 << 20
+BATCH_ROWS = 64  # a DuckDB table's first page; then pages of about PAGE_BYTES
+PAGE_BYTES = 16 << 20
+AVRO_DEPTH = 200  # an Avro schema nested deeper is not read (fastavro's C reader overflows)
+
+
+class PartiallyRead(Exception):
+    """A table file that broke off: what was found before the damage, and why."""
+
+    def __init__(self, found: list, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.found, self.cause = found, cause
 
 _UNOPENABLE = (
     (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
     (b"Rar!\x1a\x07", "a RAR archive"),
-    (b"\x1f\x9d", "a Unix-compressed (.Z) file"),
     (b"LZIP", "an lzip file"),
     (b"\x02\x21\x4c\x18", "a legacy-LZ4 file"),
     (b"\xff\x06\x00\x00sNaPpY", "a framed-Snappy file"),
@@ -52,6 +68,9 @@ _UNOPENABLE = (
 
 def unopenable_format(head: bytes) -> str | None:
     """What a file is, by its magic bytes, when it is a container the audit cannot open."""
+    if head.startswith(b"\x1f\x9d") and len(head) > 2 and not head[2] & 0x60 \
+            and 9 <= head[2] & 0x1F <= 16:  # (flags: max code bits 9-16, reserved bits clear)
+        return "a Unix-compressed (.Z) file"
     return next((what for magic, what in _UNOPENABLE if head.startswith(magic)), None)
 
 
@@ -74,33 +93,65 @@ def table_kind_of_head(head: bytes) -> str | None:
     return None
 
 
+# how each format that has one ends: ORC with its postscript's magic field (protobuf field
+# 8000, "ORC") and one length byte; Arrow IPC and Feather v1 with their magic
+_TAILS = {"arrow": (b"ARROW1", 0), "feather1": (b"FEA1", 0), "orc": (b"\x82\xf4\x03\x03ORC", 1)}
+
+
 def table_kind(path: Path, head: bytes) -> str | None:
     """The table format of a file, by its first bytes and, where the format has them, its last
-    (text that starts with "ORC" is no ORC file)."""
+    (text that starts with "ORC" is no ORC file). A file whose head announces a format and
+    whose tail does not is `cut:<kind>` (cut off, or damaged): see cut_kind."""
     kind = table_kind_of_head(head)
-    tail_magic = {"arrow": b"ARROW1", "feather1": b"FEA1", "orc": b"ORC"}.get(kind or "")
-    if tail_magic is not None:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, 2)
-            if size < len(tail_magic) + 1:
-                return None
-            fh.seek(size - len(tail_magic) - 1)
-            tail = fh.read()
-        # ORC ends with its postscript's magic and one length byte; the others end with theirs
-        found = tail[:-1] if kind == "orc" else tail[1:]
-        if found != tail_magic:
-            return None
-    return kind
+    if kind not in _TAILS:
+        return kind
+    magic, after = _TAILS[kind]
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - len(magic) - after))
+        tail = fh.read()
+    if tail[:len(tail) - after] == magic:
+        return kind
+    # text may start "ORC" or "FEA1"; a table file's head is binary
+    binary = b"\x00" in head or not _is_utf8(head)
+    return f"cut:{kind}" if kind == "arrow" or binary else None
+
+
+def _is_utf8(head: bytes) -> bool:
+    try:
+        head.decode()
+    except UnicodeDecodeError as e:
+        return e.start > len(head) - 4  # a character cut by the head's end
+    return True
 
 
 def table_columns(path: Path, kind: str) -> Iterator[Column]:
-    """The columns of a table file, a batch at a time (every table's, for a database)."""
+    """The columns of a table file, a batch at a time (every table's, for a database). A
+    `cut:<kind>` file yields what can be read before the damage, then raises."""
+    if kind.startswith("cut:"):
+        yield from _cut(path, kind.removeprefix("cut:"))
+        return
     yield from _READERS[kind](path)
+
+
+def _cut(path: Path, kind: str) -> Iterator[Column]:
+    if kind == "arrow":  # an IPC file is a stream after its 8-byte head: read it up to the cut
+        with pa.memory_map(str(path)) as source:
+            body = source.read_buffer()[8:]
+        reader = pa.ipc.open_stream(body)
+        yield from _batches_columns(iter(reader.read_next_batch, None))
+    raise ValueError(f"starts as {_NAMES[kind]} but does not end as one (cut off or damaged)")
+
+
+_NAMES = {"arrow": "an Arrow IPC file", "feather1": "a Feather v1 file", "orc": "an ORC file"}
 
 
 def _batches_columns(batches: Iterator[pa.RecordBatch | pa.Table], prefix: str = ""
                      ) -> Iterator[Column]:
     for batch in batches:
+        # a damaged IPC file can hold offsets past its buffers, which the search kernels would
+        # read out of bounds (a segfault): checked first
+        batch.validate(full=True)
         for name, col in zip(batch.schema.names, batch.columns, strict=True):
             if isinstance(col, pa.ChunkedArray):
                 col = col.combine_chunks()
@@ -119,7 +170,7 @@ def _arrow_stream(path: Path) -> Iterator[Column]:
             reader = pa.ipc.open_stream(source)
         except (pa.ArrowInvalid, OSError):
             return  # a continuation marker by chance, not a stream: its bytes were searched
-        yield from _batches_columns(reader)
+        yield from _batches_columns(iter(reader.read_next_batch, None))
 
 
 def _feather1(path: Path) -> Iterator[Column]:
@@ -138,31 +189,61 @@ def _orc(path: Path) -> Iterator[Column]:
 def _duckdb(path: Path) -> Iterator[Column]:
     import duckdb
 
-    con = duckdb.connect(str(path), read_only=True)
+    # one thread and a small buffer pool: an audit reads many files at once
+    con = duckdb.connect(str(path), read_only=True,
+                         config={"threads": 1, "memory_limit": "128MB"})
     try:
         tables = con.execute(
-            "select database_name, schema_name, table_name from duckdb_tables() "
+            "select schema_name, table_name from duckdb_tables() "
             "where database_name = current_database() order by all").fetchall()
-        for _, schema, table in tables:
-            reader = con.execute(f"select * from {_quote(schema)}.{_quote(table)}"
-                                 ).to_arrow_reader(BATCH_ROWS)
-            yield from _batches_columns(reader, f"{schema}.{table}.")
+        for schema, table in tables:
+            name = f"{_quote(schema)}.{_quote(table)}"
+            last = con.execute(f"select max(rowid) from {name}").fetchone()[0]
+            # a page of rows at a time, by row id (DuckDB prunes by it): its Arrow readers
+            # materialize the whole result first
+            start, rows = 0, BATCH_ROWS
+            while last is not None and start <= last:
+                page = con.execute(f"select * from {name} where rowid >= {start} and "
+                                   f"rowid < {start + rows}").to_arrow_table()
+                yield from _batches_columns(iter(page.to_batches()), f"{schema}.{table}.")
+                start += rows
+                if page.num_rows:  # pages of about PAGE_BYTES, whatever a row holds
+                    width = max(1, page.nbytes // page.num_rows)
+                    rows = min(max(PAGE_BYTES // width, 16), 1 << 16)
     finally:
         con.close()
 
 
 def _sqlite(path: Path) -> Iterator[Column]:
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size:
+        # rows committed to the write-ahead log but not yet into the file: read from a copy of
+        # both (opening the lake's own would write beside it), in the audit's private directory
+        with tempfile.TemporaryDirectory(prefix="sqlite-", dir=current_dir()) as d:
+            copy = Path(d) / "db"
+            shutil.copyfile(path, copy)
+            shutil.copyfile(wal, Path(d) / "db-wal")
+            yield from _sqlite_tables(sqlite3.connect(copy))
+        return
     # read-only and immutable: no lock taken, no journal written beside the file
-    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    yield from _sqlite_tables(
+        sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True))
+
+
+def _sqlite_tables(con: sqlite3.Connection) -> Iterator[Column]:
     try:
         tables = [r[0] for r in con.execute(
             "select name from sqlite_master where type = 'table' order by name")]
         for table in tables:
             cur = con.execute(f"select * from {_quote(table)}")
             names = [d[0] for d in cur.description]
-            while rows := cur.fetchmany(PYTHON_ROWS):
-                records = [dict(zip(names, r, strict=True)) for r in rows]
-                yield from _python_columns(records, f"{table}.")
+            leaves = _Leaves(f"{table}.")
+            while rows := cur.fetchmany(256):
+                for r in rows:
+                    leaves.add(dict(zip(names, r, strict=True)))
+                    if leaves.full():
+                        yield from leaves.drain()
+            yield from leaves.drain()
     finally:
         con.close()
 
@@ -171,14 +252,65 @@ def _avro(path: Path) -> Iterator[Column]:
     import fastavro
 
     with open(path, "rb") as fh:
-        records: list = []
-        for record in fastavro.reader(fh):
-            records.append(record)
-            if len(records) == PYTHON_ROWS:
-                yield from _python_columns(records)
-                records = []
-        if records:
-            yield from _python_columns(records)
+        reader = fastavro.reader(fh)
+        maps, recursive = _avro_shape(reader.writer_schema)
+        if recursive:
+            # fastavro's C reader recurses into nested data on the C stack, unchecked: a deep
+            # enough file crashes the process; the pure-Python reader raises RecursionError
+            from fastavro._read_py import reader as py_reader
+
+            fh.seek(0)
+            reader = py_reader(fh)
+        leaves = _Leaves("", maps)
+        for record in reader:
+            leaves.add(record)
+            if leaves.full():
+                yield from leaves.drain()
+        yield from leaves.drain()
+
+
+def _avro_shape(schema: object) -> tuple[frozenset[str], bool]:
+    """The paths (as _flatten names them) that are maps, and whether a named type nests in
+    itself."""
+    named: dict[str, object] = {}
+    maps: set[str] = set()
+    recursive = False
+
+    def walk(t: object, path: str, inside: tuple[str, ...], depth: int) -> None:
+        nonlocal recursive
+        if depth > AVRO_DEPTH:
+            raise ValueError(f"an Avro schema nested more than {AVRO_DEPTH} levels deep")
+        if isinstance(t, list):  # a union
+            for branch in t:
+                walk(branch, path, inside, depth + 1)
+        elif isinstance(t, str):
+            target = named.get(t) or next((v for k, v in named.items()
+                                           if k.rpartition(".")[2] == t), None)
+            if target is not None:
+                if t in inside or target in [named.get(n) for n in inside]:
+                    recursive = True
+                    return
+                walk(target, path, (*inside, t), depth + 1)
+        elif isinstance(t, dict):
+            kind = t.get("type")
+            if kind in ("record", "error"):
+                name = str(t.get("name", ""))
+                named[name] = t
+                for f in t.get("fields", []):
+                    walk(f["type"], f"{path}.{f['name']}" if path else f["name"],
+                         (*inside, name), depth + 1)
+            elif kind == "map":
+                maps.add(path)
+                walk(t.get("values"), f"{path}.value" if path else "value", inside, depth + 1)
+            elif kind == "array":
+                walk(t.get("items"), path, inside, depth + 1)
+            elif kind in ("enum", "fixed"):
+                named[str(t.get("name", ""))] = t
+            elif isinstance(kind, dict | list):
+                walk(kind, path, inside, depth + 1)
+
+    walk(schema, "", (), 0)
+    return frozenset(maps), recursive
 
 
 _READERS = {"arrow": _arrow_file, "arrow_stream": _arrow_stream, "feather1": _feather1,
@@ -192,27 +324,45 @@ def _quote(name: str) -> str:
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
-def _python_columns(records: list, prefix: str = "") -> Iterator[Column]:
-    """Python records (dicts, nested) as typed leaf columns: integers, text, bytes; each value
-    with the row it came from (a list's items all count for their row)."""
-    leaves: dict[tuple[str, str], tuple[list, list]] = {}
-    for row, record in enumerate(records):
-        _flatten(record, prefix.rstrip("."), row, leaves)
-    types = {"int": pa.int64(), "str": pa.large_string(), "bytes": pa.large_binary()}
-    for (name, kind), (rows, values) in leaves.items():
-        yield name, pa.array(values, types[kind]), np.asarray(rows, np.int64)
+class _Leaves:
+    """Python records (dicts, nested) gathered as typed leaf columns: integers, text, bytes;
+    each value with the row it came from (a list's items all count for their row; a map's
+    keys are values of `name.key`, its values `name.value…`)."""
+
+    def __init__(self, prefix: str, maps: frozenset[str] = frozenset()) -> None:
+        self.prefix, self.maps = prefix.rstrip("."), maps
+        self.leaves: dict[tuple[str, str], tuple[list, list]] = {}
+        self.rows = 0
+        self.bytes = 0
+
+    def add(self, record: object) -> None:
+        _flatten(record, self.prefix, self.rows, self)
+        self.rows += 1
+
+    def full(self) -> bool:
+        return self.rows >= PYTHON_ROWS or self.bytes >= PYTHON_BYTES
+
+    def drain(self) -> Iterator[Column]:
+        types = {"int": pa.int64(), "str": pa.large_string(), "bytes": pa.large_binary()}
+        leaves, self.leaves, self.rows, self.bytes = self.leaves, {}, 0, 0
+        for (name, kind), (rows, values) in leaves.items():
+            yield name, pa.array(values, types[kind]), np.asarray(rows, np.int64)
 
 
-def _flatten(value: object, name: str, row: int,
-             leaves: dict[tuple[str, str], tuple[list, list]]) -> None:
+def _flatten(value: object, name: str, row: int, into: _Leaves) -> None:
     kind = None
     if isinstance(value, dict):
+        if name in into.maps or (not name and "" in into.maps):
+            for k, v in value.items():
+                _flatten(k, f"{name}.key" if name else "key", row, into)
+                _flatten(v, f"{name}.value" if name else "value", row, into)
+            return
         for k, v in value.items():
-            _flatten(v, f"{name}.{k}" if name else str(k), row, leaves)
+            _flatten(v, f"{name}.{k}" if name else str(k), row, into)
         return
     if isinstance(value, list | tuple):
         for v in value:
-            _flatten(v, name, row, leaves)
+            _flatten(v, name, row, into)
         return
     if isinstance(value, bool) or value is None:
         return
@@ -240,6 +390,7 @@ def _flatten(value: object, name: str, row: int,
         return
     else:
         value, kind = str(value), "str"
-    rows, values = leaves.setdefault((name, kind), ([], []))
+    rows, values = into.leaves.setdefault((name, kind), ([], []))
     rows.append(row)
     values.append(value)
+    into.bytes += len(value) if kind != "int" else 8

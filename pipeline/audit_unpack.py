@@ -22,6 +22,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = "voicescrub-audit-"
@@ -33,49 +34,64 @@ class AuditCancelled(BaseException):
     as KeyboardInterrupt: no `except Exception` that lists a damaged member takes it)."""
 
 
-_lock = threading.Lock()
-_active: list[Path] = []  # this process's unpack directories, innermost last
-_cancel = threading.Event()
+class UnpackError(ValueError):
+    """The unpack directory's parent cannot be used (a clear message, before any file is read)."""
+
+
+@dataclass
+class UnpackArea:
+    """One audit's private directory and its stop signal. The worker threads of that audit
+    bind it (`bind`) before each file, so two audits in one process keep theirs apart."""
+
+    path: Path
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+_bound = threading.local()
 
 
 def tmp_parent() -> Path:
     return Path(os.environ.get("VOICESCRUB_AUDIT_TMPDIR") or tempfile.gettempdir())
 
 
+def bind(area: UnpackArea | None) -> None:
+    """Make `area` the calling thread's (the audit whose file it reads next)."""
+    _bound.area = area
+
+
 def current_dir() -> Path | None:
-    """The running audit's unpack directory (None outside an audit: the system's temp)."""
-    with _lock:
-        return _active[-1] if _active else None
+    """The calling thread's audit's unpack directory (None outside an audit: the system's
+    temp directory)."""
+    area = getattr(_bound, "area", None)
+    return area.path if area is not None else None
 
 
 def check_cancelled() -> None:
-    if _cancel.is_set():
+    area = getattr(_bound, "area", None)
+    if area is not None and area.cancelled.is_set():
         raise AuditCancelled("the audit was interrupted")
 
 
-def cancel() -> None:
-    """Make the workers stop at their next read (the caller then waits for them)."""
-    _cancel.set()
-
-
 @contextmanager
-def unpack_dir() -> Iterator[Path]:
+def unpack_dir() -> Iterator[UnpackArea]:
     """A private directory for one audit's copies, removed when it ends; stale ones of killed
     audits are removed first."""
     parent = tmp_parent()
+    if not parent.is_dir():
+        raise UnpackError(f"the audit's temporary directory {parent} does not exist "
+                          f"(VOICESCRUB_AUDIT_TMPDIR)")
     remove_stale(parent)
-    _cancel.clear()
-    d = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))  # mode 0700
+    try:
+        d = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))  # mode 0700
+    except OSError as e:
+        raise UnpackError(f"cannot create the audit's temporary directory in {parent}: "
+                          f"{e.strerror}") from e
     lock = os.open(d / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held until this process ends
-        with _lock:
-            _active.append(d)
         try:
-            yield d
+            yield UnpackArea(d)
         finally:
-            with _lock:
-                _active.remove(d)
             shutil.rmtree(d, ignore_errors=True)
     finally:
         os.close(lock)

@@ -245,6 +245,7 @@ def audit(
     """Read every file under the lake root; exit 1 if any trace of the customers is left, or
     if something could not be read (an encrypted archive member, a damaged file)."""
     from pipeline.audit import run_audit
+    from pipeline.audit_unpack import UnpackError
 
     try:
         check_workers(workers)
@@ -259,7 +260,7 @@ def audit(
         with _terminate_as_interrupt():  # SIGTERM unwinds: the unpacked copies are removed
             report = run_audit(the_lake, request.ids, workers or os.cpu_count() or 1,
                                names=names)
-    except LakeError as e:  # e.g. a table-format lake that was moved or copied
+    except (LakeError, UnpackError) as e:  # e.g. a table-format lake that was moved or copied
         raise _fail(str(e)) from None
     if json_out:
         json_out.write_text(json.dumps(report.to_json(), indent=1))

@@ -150,3 +150,127 @@ def test_a_damaged_table_file_is_listed_as_unreadable(date_src: Path, tmp_path: 
     assert any(u.startswith("exports/crm.sqlite: ") for u in report.unreadable), \
         report.unreadable
     assert not report.clean
+
+
+def _ids(report: object) -> set[tuple[str, str, str]]:
+    return {(f.path, f.column, f.kind) for f in report.residue}  # type: ignore[attr-defined]
+
+
+def test_what_a_reader_would_skip_is_still_searched(date_src: Path, tmp_path: Path) -> None:
+    """Column types without plain values (unions, extension types, run-end encoded), a table
+    file holding a zip near its end, rows still in SQLite's write-ahead log, an Avro map's keys
+    and Snappy blocks, a DuckDB table of more than one page, an LZMA-alone file: each was
+    missed by a first version of this reader (a review's reproductions)."""
+    import lzma
+
+    import duckdb
+    import fastavro
+
+    lake, erased, csv, pq_export = _scrubbed_with_exports(date_src, tmp_path)
+    row = _rows(pq_export).to_pylist()[0]
+    email = row["email"]
+    ex = lake / "exports"
+    ex.mkdir()
+    union = pa.UnionArray.from_sparse(pa.array([0, 1], pa.int8()), [
+        pa.array([erased, 0], pa.int64()), pa.array(["x", email])], ["i", "s"])
+    ree = pa.RunEndEncodedArray.from_arrays(pa.array([2], pa.int32()), pa.array([email]))
+    json = pa.ExtensionArray.from_storage(pa.json_(), pa.array([f'{{"e": "{email}"}}', "{}"]))
+    t = pa.table({"customer_id": union, "contact": ree, "payload": json})
+    _write_arrow(t, ex / "types.arrow")
+    _write_sqlite(_rows(pq_export), ex / "crm.sqlite")  # with a zip (an attachment) at its end
+    with zipfile.ZipFile(ex / "crm.sqlite", "a") as zf:
+        zf.writestr("attachment.txt", "nothing personal")
+    con = sqlite3.connect(ex / "wal.sqlite")
+    con.execute("pragma journal_mode=wal")
+    con.execute("pragma wal_autocheckpoint=0")
+    con.execute("create table orders (customer_id integer, total real)")
+    con.commit()
+    con.execute("insert into orders values (?, 9.5)", (erased,))
+    con.commit()  # in the WAL only: the process ends without a checkpoint
+    import shutil
+    for suffix in ("", "-wal"):
+        shutil.copyfile(ex / f"wal.sqlite{suffix}", tmp_path / f"snap.sqlite{suffix}")
+    con.close()
+    for suffix in ("", "-wal"):
+        shutil.copyfile(tmp_path / f"snap.sqlite{suffix}", ex / f"wal.sqlite{suffix}")
+    (ex / "wal.sqlite-shm").unlink(missing_ok=True)
+    schema = fastavro.parse_schema({"type": "record", "name": "r", "fields": [
+        {"name": "by_email", "type": {"type": "map", "values": "long"}}]})
+    with open(ex / "maps.avro", "wb") as fh:
+        fastavro.writer(fh, schema, [{"by_email": {email: 1}}], codec="snappy")
+    con = duckdb.connect(str(ex / "big.duckdb"))
+    con.execute("create table people as select range as customer_id from range(100000, 300000)")
+    con.execute(f"insert into people values ({erased})")  # on the last page
+    con.close()
+    (ex / "history.csv.lzma").write_bytes(lzma.compress(csv, format=lzma.FORMAT_ALONE))
+    report = run_audit(Lake.open(lake), np.array([erased]))
+    assert not report.unreadable, report.unreadable
+    assert {("exports/types.arrow", "customer_id", "customer_id"),
+            ("exports/types.arrow", "customer_id", "email"),
+            ("exports/types.arrow", "contact", "email"),
+            ("exports/types.arrow", "payload", "email"),
+            ("exports/crm.sqlite", "people.customer_id", "customer_id"),
+            ("exports/wal.sqlite", "orders.customer_id", "customer_id"),
+            ("exports/maps.avro", "by_email.key", "email"),
+            ("exports/big.duckdb", "main.people.customer_id", "customer_id"),
+            ("exports/history.csv.lzma", "(lzma)", "recording_id")} <= _ids(report)
+    assert (ex / "wal.sqlite-wal").read_bytes() == (tmp_path / "snap.sqlite-wal").read_bytes()
+
+
+def test_damaged_table_files_keep_what_was_found_and_never_crash(date_src: Path,
+                                                                 tmp_path: Path) -> None:
+    """A cut Arrow file is read up to the cut; a damaged offset (which would make the search
+    read out of memory) and an Avro file nested thousands of levels deep (which overflows
+    fastavro's C reader) are listed as unreadable, the audit itself carries on; text that
+    only starts like a format raises no alarm."""
+    import pyarrow.feather as feather
+
+    lake, erased, _, pq_export = _scrubbed_with_exports(date_src, tmp_path)
+    ex = lake / "exports"
+    ex.mkdir()
+
+    feather.write_feather(_rows(pq_export), ex / "whole.arrow", compression="uncompressed")
+    whole = (ex / "whole.arrow").read_bytes()
+    (ex / "cut.arrow").write_bytes(whole[:-40])
+    (ex / "whole.arrow").unlink()
+    emails = [f"user{i}@example.org" for i in range(2000)]
+    feather.write_feather(pa.table({"email": emails}), ex / "damaged.arrow",
+                          compression="uncompressed")
+    data = bytearray((ex / "damaged.arrow").read_bytes())
+    offsets = np.cumsum([0] + [len(e) for e in emails]).astype("<i4")
+    at = bytes(data).find(offsets[100:110].tobytes())
+    data[at + 20:at + 24] = np.array([0x7FFFFF00], "<i4").tobytes()
+    (ex / "damaged.arrow").write_bytes(bytes(data))
+    # a linked list 5,000 records deep: the header as fastavro writes it, one block by hand
+    # (each node: v = 1, then the union's branch: 1 = another node, 0 = null)
+    import fastavro
+
+    schema = fastavro.parse_schema({"type": "record", "name": "Node", "fields": [
+        {"name": "v", "type": "long"}, {"name": "next", "type": ["null", "Node"]}]})
+    head = io.BytesIO()
+    fastavro.writer(head, schema, [])
+    header = head.getvalue()
+    block = b"\x02\x02" * 4999 + b"\x02\x00"
+    (ex / "chain.avro").write_bytes(header + b"\x02" + _zigzag(len(block)) + block
+                                    + header[-16:])
+    (ex / "notes.txt").write_bytes(b"ORC migration: every export table is now written as ORC\n")
+    (ex / "sensor.bin").write_bytes(bytes([0x1F, 0x9D]) + bytes(range(256)) * 4)
+    report = run_audit(Lake.open(lake), np.array([erased]))
+    assert {("exports/cut.arrow", "customer_id", "customer_id"),
+            ("exports/cut.arrow", "email", "email")} <= _ids(report)
+    unreadable = "\n".join(report.unreadable)
+    assert "exports/cut.arrow: ValueError: starts as an Arrow IPC file" in unreadable
+    assert "exports/damaged.arrow: ArrowInvalid" in unreadable
+    assert "exports/chain.avro: RecursionError" in unreadable
+    assert "notes.txt" not in unreadable and "sensor.bin" not in unreadable
+
+
+def _zigzag(n: int) -> bytes:
+    """Avro's long: zigzag, then a little-endian base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)

@@ -30,14 +30,15 @@ def test_only_the_directories_of_gone_audits_are_removed(tmp_path: Path,
     """An audit's lock on its directory says it runs (a process id would not, across PID
     namespaces): the directory of an audit that is gone has a lock anyone can take."""
     monkeypatch.setenv("VOICESCRUB_AUDIT_TMPDIR", str(tmp_path))
-    with unpack_dir() as running:
+    with unpack_dir() as area:
+        running = area.path
         (running / "content").write_bytes(b"jane@example.com")
         # another process's audit, gone: it left its directory and its (released) lock
         gone = subprocess.run([sys.executable, "-c", (
             "import os; from pipeline.audit_unpack import unpack_dir\n"
-            "with unpack_dir() as d:\n"
-            "    (d / 'content').write_bytes(b'jane@example.com')\n"
-            "    print(d, flush=True)\n"
+            "with unpack_dir() as area:\n"
+            "    (area.path / 'content').write_bytes(b'jane@example.com')\n"
+            "    print(area.path, flush=True)\n"
             "    os._exit(9)  # as a SIGKILL: no cleanup\n")],
             cwd=REPO, env={**os.environ}, capture_output=True, text=True)
         dead = Path(gone.stdout.strip())
@@ -114,3 +115,44 @@ def test_a_killed_audits_copies_are_removed_by_the_next(date_src: Path, tmp_path
     monkeypatch.setenv("VOICESCRUB_AUDIT_TMPDIR", str(tmp))
     run_audit(Lake.open(lake), np.array([1]), names=False)
     assert list(tmp.iterdir()) == []
+
+
+def test_two_audits_in_one_process_keep_their_own_directories(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """A worker thread unpacks into the directory of the audit whose file it reads, and one
+    audit's interruption does not stop the other."""
+    import threading
+
+    from pipeline.audit_unpack import AuditCancelled, bind, check_cancelled, current_dir
+
+    monkeypatch.setenv("VOICESCRUB_AUDIT_TMPDIR", str(tmp_path))
+    seen = {}
+    with unpack_dir() as a, unpack_dir() as b:
+        def work(area: object, key: str) -> None:
+            bind(area)  # type: ignore[arg-type]
+            try:
+                check_cancelled()
+                seen[key] = current_dir()
+            except AuditCancelled:
+                seen[key] = "cancelled"
+
+        b.cancelled.set()
+        threads = [threading.Thread(target=work, args=(a, "a")),
+                   threading.Thread(target=work, args=(b, "b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen == {"a": a.path, "b": "cancelled"}
+        assert current_dir() is None  # this thread reads no audit's file
+
+
+def test_a_missing_temp_directory_is_a_clear_error(date_src: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "VOICESCRUB_AUDIT_TMPDIR": str(tmp_path / "nope")}
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "audit", "--lake",
+                           str(date_src), "--ids", "1", "--no-names"], env=env, cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "temporary directory" in done.stderr and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -27,7 +27,7 @@ import sqlite3
 import struct
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +101,7 @@ _TAILS = {"arrow": (b"ARROW1", 0), "feather1": (b"FEA1", 0), "orc": (b"\x82\xf4\
 def table_kind(path: Path, head: bytes) -> str | None:
     """The table format of a file, by its first bytes and, where the format has them, its last
     (text that starts with "ORC" is no ORC file). A file whose head announces a format and
-    whose tail does not is `cut:<kind>` (cut off, or damaged): see cut_kind."""
+    whose tail does not is `cut:<kind>` (cut off, or damaged; see table_columns)."""
     kind = table_kind_of_head(head)
     if kind not in _TAILS:
         return kind
@@ -139,14 +139,14 @@ def _cut(path: Path, kind: str) -> Iterator[Column]:
         with pa.memory_map(str(path)) as source:
             body = source.read_buffer()[8:]
         reader = pa.ipc.open_stream(body)
-        yield from _batches_columns(iter(reader.read_next_batch, None))
+        yield from _batches_columns(reader)
     raise ValueError(f"starts as {_NAMES[kind]} but does not end as one (cut off or damaged)")
 
 
 _NAMES = {"arrow": "an Arrow IPC file", "feather1": "a Feather v1 file", "orc": "an ORC file"}
 
 
-def _batches_columns(batches: Iterator[pa.RecordBatch | pa.Table], prefix: str = ""
+def _batches_columns(batches: Iterable[pa.RecordBatch | pa.Table], prefix: str = ""
                      ) -> Iterator[Column]:
     for batch in batches:
         # a damaged IPC file can hold offsets past its buffers, which the search kernels would
@@ -170,7 +170,7 @@ def _arrow_stream(path: Path) -> Iterator[Column]:
             reader = pa.ipc.open_stream(source)
         except (pa.ArrowInvalid, OSError):
             return  # a continuation marker by chance, not a stream: its bytes were searched
-        yield from _batches_columns(iter(reader.read_next_batch, None))
+        yield from _batches_columns(reader)
 
 
 def _feather1(path: Path) -> Iterator[Column]:

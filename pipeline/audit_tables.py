@@ -42,10 +42,9 @@ Column = tuple[str, pa.Array, "np.ndarray | None"]
 # rows or bytes of values); a page of a DuckDB table (a row may hold a 1 MB blob)
 PYTHON_ROWS = 4096
 PYTHON_BYTES = 32 << 20
-BATCH_ROWS = 64  # a DuckDB table's first page; then pages of about PAGE_BYTES
-PAGE_BYTES = 16 << 20
+PAGE_BYTES = 16 << 20  # about what a page of a DuckDB table holds
 AVRO_DEPTH = 200  # an Avro schema nested deeper is not read (fastavro's C reader overflows)
-
+AVRO_MAP_PATHS = 10_000  # nor one with more map fields than this (listed as unreadable)
 
 class PartiallyRead(Exception):
     """A table file that broke off: what was found before the damage, and why."""
@@ -65,14 +64,12 @@ _UNOPENABLE = (
     (b"!<arch>\n", "an ar archive"),
 )
 
-
 def unopenable_format(head: bytes) -> str | None:
     """What a file is, by its magic bytes, when it is a container the audit cannot open."""
     if head.startswith(b"\x1f\x9d") and len(head) > 2 and not head[2] & 0x60 \
             and 9 <= head[2] & 0x1F <= 16:  # (flags: max code bits 9-16, reserved bits clear)
         return "a Unix-compressed (.Z) file"
     return next((what for magic, what in _UNOPENABLE if head.startswith(magic)), None)
-
 
 def table_kind_of_head(head: bytes) -> str | None:
     """The table format a stream's first bytes announce (may still prove not to be one)."""
@@ -92,11 +89,9 @@ def table_kind_of_head(head: bytes) -> str | None:
         return "arrow_stream"  # a continuation marker: told apart by opening it
     return None
 
-
 # how each format that has one ends: ORC with its postscript's magic field (protobuf field
 # 8000, "ORC") and one length byte; Arrow IPC and Feather v1 with their magic
 _TAILS = {"arrow": (b"ARROW1", 0), "feather1": (b"FEA1", 0), "orc": (b"\x82\xf4\x03\x03ORC", 1)}
-
 
 def table_kind(path: Path, head: bytes) -> str | None:
     """The table format of a file, by its first bytes and, where the format has them, its last
@@ -116,14 +111,12 @@ def table_kind(path: Path, head: bytes) -> str | None:
     binary = b"\x00" in head or not _is_utf8(head)
     return f"cut:{kind}" if kind == "arrow" or binary else None
 
-
 def _is_utf8(head: bytes) -> bool:
     try:
         head.decode()
     except UnicodeDecodeError as e:
         return e.start > len(head) - 4  # a character cut by the head's end
     return True
-
 
 def table_columns(path: Path, kind: str) -> Iterator[Column]:
     """The columns of a table file, a batch at a time (every table's, for a database). A
@@ -133,7 +126,6 @@ def table_columns(path: Path, kind: str) -> Iterator[Column]:
         return
     yield from _READERS[kind](path)
 
-
 def _cut(path: Path, kind: str) -> Iterator[Column]:
     if kind == "arrow":  # an IPC file is a stream after its 8-byte head: read it up to the cut
         with pa.memory_map(str(path)) as source:
@@ -142,9 +134,7 @@ def _cut(path: Path, kind: str) -> Iterator[Column]:
         yield from _batches_columns(reader)
     raise ValueError(f"starts as {_NAMES[kind]} but does not end as one (cut off or damaged)")
 
-
 _NAMES = {"arrow": "an Arrow IPC file", "feather1": "a Feather v1 file", "orc": "an ORC file"}
-
 
 def _batches_columns(batches: Iterable[pa.RecordBatch | pa.Table], prefix: str = ""
                      ) -> Iterator[Column]:
@@ -157,12 +147,10 @@ def _batches_columns(batches: Iterable[pa.RecordBatch | pa.Table], prefix: str =
                 col = col.combine_chunks()
             yield f"{prefix}{name}", col, None
 
-
 def _arrow_file(path: Path) -> Iterator[Column]:
     with pa.memory_map(str(path)) as source:
         reader = pa.ipc.open_file(source)
         yield from _batches_columns(reader.get_batch(i) for i in range(reader.num_record_batches))
-
 
 def _arrow_stream(path: Path) -> Iterator[Column]:
     with pa.memory_map(str(path)) as source:
@@ -172,12 +160,10 @@ def _arrow_stream(path: Path) -> Iterator[Column]:
             return  # a continuation marker by chance, not a stream: its bytes were searched
         yield from _batches_columns(reader)
 
-
 def _feather1(path: Path) -> Iterator[Column]:
     import pyarrow.feather as feather
 
     yield from _batches_columns(iter([feather.read_table(str(path), memory_map=True)]))
-
 
 def _orc(path: Path) -> Iterator[Column]:
     import pyarrow.orc as orc
@@ -185,34 +171,58 @@ def _orc(path: Path) -> Iterator[Column]:
     f = orc.ORCFile(str(path))
     yield from _batches_columns(f.read_stripe(i) for i in range(f.nstripes))
 
-
 def _duckdb(path: Path) -> Iterator[Column]:
     import duckdb
 
-    # one thread and a small buffer pool: an audit reads many files at once
+    # one thread: an audit reads many files at once (a scan of rows of 200 KB blobs needs
+    # ~400 MB: a vector of them, so the limit is no lower)
     con = duckdb.connect(str(path), read_only=True,
-                         config={"threads": 1, "memory_limit": "128MB"})
+                         config={"threads": 1, "memory_limit": "512MB"})
     try:
         tables = con.execute(
             "select schema_name, table_name from duckdb_tables() "
             "where database_name = current_database() order by all").fetchall()
         for schema, table in tables:
             name = f"{_quote(schema)}.{_quote(table)}"
-            last = con.execute(f"select max(rowid) from {name}").fetchone()[0]
-            # a page of rows at a time, by row id (DuckDB prunes by it): its Arrow readers
-            # materialize the whole result first
-            start, rows = 0, BATCH_ROWS
-            while last is not None and start <= last:
-                page = con.execute(f"select * from {name} where rowid >= {start} and "
-                                   f"rowid < {start + rows}").to_arrow_table()
-                yield from _batches_columns(iter(page.to_batches()), f"{schema}.{table}.")
-                start += rows
-                if page.num_rows:  # pages of about PAGE_BYTES, whatever a row holds
-                    width = max(1, page.nbytes // page.num_rows)
-                    rows = min(max(PAGE_BYTES // width, 16), 1 << 16)
+            columns = [c for c, in con.execute(
+                "select column_name from duckdb_columns() where database_name = "
+                "current_database() and schema_name = ? and table_name = ?",
+                [schema, table]).fetchall()]
+            for page in _duckdb_pages(con, name, columns):
+                yield from _batches_columns(page.to_batches(), f"{schema}.{table}.")
     finally:
         con.close()
 
+def _duckdb_pages(con: object, name: str, columns: list[str]) -> Iterator[pa.Table]:
+    """A table a page at a time (DuckDB's Arrow readers materialize the whole result first):
+    by row id, which DuckDB prunes by, in pages of about PAGE_BYTES (from 64 rows, as a row
+    may be a large blob, to 65,536)."""
+    run = con.execute  # type: ignore[attr-defined]
+    rows = 64
+    if any(c.lower() == "rowid" for c in columns):
+        # a column named rowid hides the row id: pages by position (each skips the rows
+        # before it: slower)
+        offset = 0
+        while True:
+            page = run(f"select * from {name} limit {rows} offset {offset}").to_arrow_table()
+            if not page.num_rows:
+                return
+            yield page
+            offset += page.num_rows
+            rows = _next_page_rows(page, rows)
+    lo, hi = run(f"select min(rowid), max(rowid) from {name}").fetchone()
+    start = lo
+    while start is not None and start <= hi:
+        yield (page := run(f"select * from {name} where rowid >= {start} and "
+                           f"rowid < {start + rows}").to_arrow_table())
+        start += rows
+        rows = _next_page_rows(page, rows)
+
+def _next_page_rows(page: pa.Table, rows: int) -> int:
+    """Rows of the next page: about PAGE_BYTES at the last page's width, growing at most
+    fourfold a page (the rows ahead may be wider)."""
+    width = max(1, page.nbytes // max(page.num_rows, 1))
+    return max(16, min(PAGE_BYTES // width, rows * 4, 1 << 16))
 
 def _sqlite(path: Path) -> Iterator[Column]:
     wal = path.with_name(path.name + "-wal")
@@ -229,7 +239,6 @@ def _sqlite(path: Path) -> Iterator[Column]:
     yield from _sqlite_tables(
         sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True))
 
-
 def _sqlite_tables(con: sqlite3.Connection) -> Iterator[Column]:
     try:
         tables = [r[0] for r in con.execute(
@@ -238,15 +247,13 @@ def _sqlite_tables(con: sqlite3.Connection) -> Iterator[Column]:
             cur = con.execute(f"select * from {_quote(table)}")
             names = [d[0] for d in cur.description]
             leaves = _Leaves(f"{table}.")
-            while rows := cur.fetchmany(256):
-                for r in rows:
-                    leaves.add(dict(zip(names, r, strict=True)))
-                    if leaves.full():
-                        yield from leaves.drain()
+            for r in cur:  # a row at a time: a row may hold a large blob
+                leaves.add(dict(zip(names, r, strict=True)))
+                if leaves.full():
+                    yield from leaves.drain()
             yield from leaves.drain()
     finally:
         con.close()
-
 
 def _avro(path: Path) -> Iterator[Column]:
     import fastavro
@@ -268,61 +275,75 @@ def _avro(path: Path) -> Iterator[Column]:
                 yield from leaves.drain()
         yield from leaves.drain()
 
-
 def _avro_shape(schema: object) -> tuple[frozenset[str], bool]:
     """The paths (as _flatten names them) that are maps, and whether a named type nests in
-    itself."""
-    named: dict[str, object] = {}
-    maps: set[str] = set()
-    recursive = False
+    itself. Each named type is walked once (its map paths relative to where it is used), so a
+    type used twice at every level costs no more than once."""
+    named: dict[str, dict] = {}
+    done: dict[str, tuple[frozenset[str], bool]] = {}
+    busy: set[str] = set()
 
-    def walk(t: object, path: str, inside: tuple[str, ...], depth: int) -> None:
-        nonlocal recursive
+    def join(a: str, b: str) -> str:
+        return f"{a}.{b}" if a and b else a or b
+
+    def resolve(name: str) -> str | None:
+        if name in named:
+            return name
+        return next((k for k in named if k.rpartition(".")[2] == name), None)
+
+    def walk(t: object, depth: int) -> tuple[frozenset[str], bool]:
         if depth > AVRO_DEPTH:
             raise ValueError(f"an Avro schema nested more than {AVRO_DEPTH} levels deep")
         if isinstance(t, list):  # a union
-            for branch in t:
-                walk(branch, path, inside, depth + 1)
-        elif isinstance(t, str):
-            target = named.get(t) or next((v for k, v in named.items()
-                                           if k.rpartition(".")[2] == t), None)
-            if target is not None:
-                if t in inside or target in [named.get(n) for n in inside]:
-                    recursive = True
-                    return
-                walk(target, path, (*inside, t), depth + 1)
-        elif isinstance(t, dict):
-            kind = t.get("type")
-            if kind in ("record", "error"):
-                name = str(t.get("name", ""))
-                named[name] = t
-                for f in t.get("fields", []):
-                    walk(f["type"], f"{path}.{f['name']}" if path else f["name"],
-                         (*inside, name), depth + 1)
-            elif kind == "map":
-                maps.add(path)
-                walk(t.get("values"), f"{path}.value" if path else "value", inside, depth + 1)
-            elif kind == "array":
-                walk(t.get("items"), path, inside, depth + 1)
-            elif kind in ("enum", "fixed"):
-                named[str(t.get("name", ""))] = t
-            elif isinstance(kind, dict | list):
-                walk(kind, path, inside, depth + 1)
+            shapes = [walk(branch, depth + 1) for branch in t]
+            return frozenset().union(*(m for m, _ in shapes)), any(r for _, r in shapes)
+        if isinstance(t, str):
+            key = resolve(t)
+            if key is None:  # a primitive
+                return frozenset(), False
+            if key in busy:
+                return frozenset(), True
+            return done[key] if key in done else named_shape(key, depth)
+        if not isinstance(t, dict):
+            return frozenset(), False
+        kind = t.get("type")
+        if kind in ("record", "error", "enum", "fixed"):
+            name = str(t.get("name", ""))
+            named[name] = t
+            return named_shape(name, depth)
+        if kind == "map":
+            values, rec = walk(t.get("values"), depth + 1)
+            return frozenset({""} | {join("value", v) for v in values}), rec
+        if kind == "array":
+            return walk(t.get("items"), depth + 1)
+        if isinstance(kind, dict | list):
+            return walk(kind, depth + 1)
+        return frozenset(), False
 
-    walk(schema, "", (), 0)
-    return frozenset(maps), recursive
+    def named_shape(name: str, depth: int) -> tuple[frozenset[str], bool]:
+        busy.add(name)
+        maps: set[str] = set()
+        rec = False
+        for f in named[name].get("fields", []) if named[name].get("type") in (
+                "record", "error") else []:
+            m, r = walk(f["type"], depth + 1)
+            maps |= {join(f["name"], x) for x in m}
+            rec |= r
+            if len(maps) > AVRO_MAP_PATHS:  # a type used twice at every level: 2^levels
+                raise ValueError(f"an Avro schema with more than {AVRO_MAP_PATHS:,} map fields")
+        busy.discard(name)
+        done[name] = (frozenset(maps), rec)
+        return done[name]
 
+    return walk(schema, 0)
 
 _READERS = {"arrow": _arrow_file, "arrow_stream": _arrow_stream, "feather1": _feather1,
             "orc": _orc, "duckdb": _duckdb, "sqlite": _sqlite, "avro": _avro}
 
-
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
-
 _INT64 = (-(1 << 63), (1 << 63) - 1)
-
 
 class _Leaves:
     """Python records (dicts, nested) gathered as typed leaf columns: integers, text, bytes;
@@ -347,7 +368,6 @@ class _Leaves:
         leaves, self.leaves, self.rows, self.bytes = self.leaves, {}, 0, 0
         for (name, kind), (rows, values) in leaves.items():
             yield name, pa.array(values, types[kind]), np.asarray(rows, np.int64)
-
 
 def _flatten(value: object, name: str, row: int, into: _Leaves) -> None:
     kind = None

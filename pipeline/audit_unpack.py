@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pathlib import Path
 
 PREFIX = "voicescrub-audit-"
 LOCK = ".lock"
+FRESH_S = 60  # a directory younger than this is never judged stale
 
 
 class AuditCancelled(BaseException):
@@ -108,8 +110,11 @@ def remove_stale(parent: Path) -> list[Path]:
         if not p.name.startswith(PREFIX) or p.is_symlink() or not p.is_dir():
             continue
         try:
-            if p.stat().st_uid != os.getuid():
+            st = p.stat()
+            if st.st_uid != os.getuid():
                 continue  # another user's: not ours to judge (and not ours to remove)
+            if time.time() - st.st_mtime < FRESH_S:
+                continue  # just made: its audit may not hold its lock yet
             lock = os.open(p / LOCK, os.O_RDWR)
         except OSError:
             continue  # no lock file: being created this instant (or not an audit's)

@@ -43,6 +43,10 @@ def test_only_the_directories_of_gone_audits_are_removed(tmp_path: Path,
             cwd=REPO, env={**os.environ}, capture_output=True, text=True)
         dead = Path(gone.stdout.strip())
         assert (dead / "content").exists()
+        assert remove_stale(tmp_path) == []  # too fresh to judge: its lock may be on its way
+        old = time.time() - 120
+        for d in tmp_path.iterdir():
+            os.utime(d, (old, old))
         unlocked = tmp_path / f"{PREFIX}123-creating"  # no lock file yet: left alone
         unlocked.mkdir()
         unrelated = tmp_path / "unrelated"
@@ -111,6 +115,9 @@ def test_a_killed_audits_copies_are_removed_by_the_next(date_src: Path, tmp_path
     proc.wait(timeout=60)
     left = list(tmp.glob(f"{PREFIX}{proc.pid}-*"))
     assert left  # SIGKILL: nothing can clean up
+    old = time.time() - 120  # (a directory younger than a minute is never judged stale)
+    for d in left:
+        os.utime(d, (old, old))
     (lake / "exports" / "big.tar.gz").unlink()
     monkeypatch.setenv("VOICESCRUB_AUDIT_TMPDIR", str(tmp))
     run_audit(Lake.open(lake), np.array([1]), names=False)

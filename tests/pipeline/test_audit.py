@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.audit import run_audit
@@ -552,3 +554,19 @@ def test_long_runs_of_word_characters_are_scanned_in_linear_time() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
                           text=True, timeout=120)
     assert done.stdout.strip() == "{'email': 1}", done.stderr
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"Z", b"0", b"7", b"1234567890", b"-", b".", b"+",
+                                 b"@", b"_", b" ", b":", b"\n", b"\xff", b"x.y", b"@ex.com"]),
+                max_size=60).map(b"".join))
+def test_long_ids_and_emails_are_found_as_the_patterns_find_them(data: bytes) -> None:
+    """long_ids and email_tokens find exactly what the regexes TOKENS["long_id"] and
+    TOKENS["email"] find, only faster (from digit runs, from each "@")."""
+    import re
+
+    from pipeline.audit import TOKENS, email_tokens, long_ids
+
+    assert long_ids(data) == [int(m) for m in TOKENS["long_id"].findall(data)]
+    assert email_tokens(data) == TOKENS["email"].findall(data)
+    assert TOKENS["token"].findall(data) == re.findall(rb"[\w.:-]{12,}", data)

@@ -575,10 +575,9 @@ TOKENS = {
 _DIGIT_RUN = re.compile(rb"\d{%d,}" % LONG_ID_DIGITS)
 _AT = re.compile(rb"@")
 _DOMAIN = re.compile(rb"[\w-]+(?:\.[\w-]+)+")
-# bytes that may be part of an email's local part (as TOKENS["email"] says: [\w.+-])
-_NOT_LOCAL = bytes.maketrans(b"", b"").translate(
-    None, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")
-_LOCAL_MAP = bytes.maketrans(_NOT_LOCAL, b" " * len(_NOT_LOCAL))
+# every byte that cannot be part of an email's local part (TOKENS["email"]: [\w.+-]) as a space
+_LOCAL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-"
+_LOCAL_MAP = bytes(b if b in _LOCAL else 0x20 for b in range(256))
 
 
 def long_ids(data: bytes) -> list[int]:

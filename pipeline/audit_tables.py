@@ -46,12 +46,14 @@ PAGE_BYTES = 16 << 20  # about what a page of a DuckDB table holds
 AVRO_DEPTH = 200  # an Avro schema nested deeper is not read (fastavro's C reader overflows)
 AVRO_MAP_PATHS = 10_000  # nor one with more map fields than this (listed as unreadable)
 
+
 class PartiallyRead(Exception):
     """A table file that broke off: what was found before the damage, and why."""
 
     def __init__(self, found: list, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.found, self.cause = found, cause
+
 
 _UNOPENABLE = (
     (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
@@ -64,12 +66,14 @@ _UNOPENABLE = (
     (b"!<arch>\n", "an ar archive"),
 )
 
+
 def unopenable_format(head: bytes) -> str | None:
     """What a file is, by its magic bytes, when it is a container the audit cannot open."""
     if head.startswith(b"\x1f\x9d") and len(head) > 2 and not head[2] & 0x60 \
             and 9 <= head[2] & 0x1F <= 16:  # (flags: max code bits 9-16, reserved bits clear)
         return "a Unix-compressed (.Z) file"
     return next((what for magic, what in _UNOPENABLE if head.startswith(magic)), None)
+
 
 def table_kind_of_head(head: bytes) -> str | None:
     """The table format a stream's first bytes announce (may still prove not to be one)."""
@@ -89,9 +93,11 @@ def table_kind_of_head(head: bytes) -> str | None:
         return "arrow_stream"  # a continuation marker: told apart by opening it
     return None
 
+
 # how each format that has one ends: ORC with its postscript's magic field (protobuf field
 # 8000, "ORC") and one length byte; Arrow IPC and Feather v1 with their magic
 _TAILS = {"arrow": (b"ARROW1", 0), "feather1": (b"FEA1", 0), "orc": (b"\x82\xf4\x03\x03ORC", 1)}
+
 
 def table_kind(path: Path, head: bytes) -> str | None:
     """The table format of a file, by its first bytes and, where the format has them, its last
@@ -111,12 +117,14 @@ def table_kind(path: Path, head: bytes) -> str | None:
     binary = b"\x00" in head or not _is_utf8(head)
     return f"cut:{kind}" if kind == "arrow" or binary else None
 
+
 def _is_utf8(head: bytes) -> bool:
     try:
         head.decode()
     except UnicodeDecodeError as e:
         return e.start > len(head) - 4  # a character cut by the head's end
     return True
+
 
 def table_columns(path: Path, kind: str) -> Iterator[Column]:
     """The columns of a table file, a batch at a time (every table's, for a database). A
@@ -126,6 +134,7 @@ def table_columns(path: Path, kind: str) -> Iterator[Column]:
         return
     yield from _READERS[kind](path)
 
+
 def _cut(path: Path, kind: str) -> Iterator[Column]:
     if kind == "arrow":  # an IPC file is a stream after its 8-byte head: read it up to the cut
         with pa.memory_map(str(path)) as source:
@@ -134,7 +143,9 @@ def _cut(path: Path, kind: str) -> Iterator[Column]:
         yield from _batches_columns(reader)
     raise ValueError(f"starts as {_NAMES[kind]} but does not end as one (cut off or damaged)")
 
+
 _NAMES = {"arrow": "an Arrow IPC file", "feather1": "a Feather v1 file", "orc": "an ORC file"}
+
 
 def _batches_columns(batches: Iterable[pa.RecordBatch | pa.Table], prefix: str = ""
                      ) -> Iterator[Column]:
@@ -147,10 +158,12 @@ def _batches_columns(batches: Iterable[pa.RecordBatch | pa.Table], prefix: str =
                 col = col.combine_chunks()
             yield f"{prefix}{name}", col, None
 
+
 def _arrow_file(path: Path) -> Iterator[Column]:
     with pa.memory_map(str(path)) as source:
         reader = pa.ipc.open_file(source)
         yield from _batches_columns(reader.get_batch(i) for i in range(reader.num_record_batches))
+
 
 def _arrow_stream(path: Path) -> Iterator[Column]:
     with pa.memory_map(str(path)) as source:
@@ -160,16 +173,19 @@ def _arrow_stream(path: Path) -> Iterator[Column]:
             return  # a continuation marker by chance, not a stream: its bytes were searched
         yield from _batches_columns(reader)
 
+
 def _feather1(path: Path) -> Iterator[Column]:
     import pyarrow.feather as feather
 
     yield from _batches_columns(iter([feather.read_table(str(path), memory_map=True)]))
+
 
 def _orc(path: Path) -> Iterator[Column]:
     import pyarrow.orc as orc
 
     f = orc.ORCFile(str(path))
     yield from _batches_columns(f.read_stripe(i) for i in range(f.nstripes))
+
 
 def _duckdb(path: Path) -> Iterator[Column]:
     import duckdb
@@ -192,6 +208,7 @@ def _duckdb(path: Path) -> Iterator[Column]:
                 yield from _batches_columns(page.to_batches(), f"{schema}.{table}.")
     finally:
         con.close()
+
 
 def _duckdb_pages(con: object, name: str, columns: list[str]) -> Iterator[pa.Table]:
     """A table a page at a time (DuckDB's Arrow readers materialize the whole result first):
@@ -218,11 +235,13 @@ def _duckdb_pages(con: object, name: str, columns: list[str]) -> Iterator[pa.Tab
         start += rows
         rows = _next_page_rows(page, rows)
 
+
 def _next_page_rows(page: pa.Table, rows: int) -> int:
     """Rows of the next page: about PAGE_BYTES at the last page's width, growing at most
     fourfold a page (the rows ahead may be wider)."""
     width = max(1, page.nbytes // max(page.num_rows, 1))
     return max(16, min(PAGE_BYTES // width, rows * 4, 1 << 16))
+
 
 def _sqlite(path: Path) -> Iterator[Column]:
     wal = path.with_name(path.name + "-wal")
@@ -239,6 +258,7 @@ def _sqlite(path: Path) -> Iterator[Column]:
     yield from _sqlite_tables(
         sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True))
 
+
 def _sqlite_tables(con: sqlite3.Connection) -> Iterator[Column]:
     try:
         tables = [r[0] for r in con.execute(
@@ -254,6 +274,7 @@ def _sqlite_tables(con: sqlite3.Connection) -> Iterator[Column]:
             yield from leaves.drain()
     finally:
         con.close()
+
 
 def _avro(path: Path) -> Iterator[Column]:
     import fastavro
@@ -274,6 +295,7 @@ def _avro(path: Path) -> Iterator[Column]:
             if leaves.full():
                 yield from leaves.drain()
         yield from leaves.drain()
+
 
 def _avro_shape(schema: object) -> tuple[frozenset[str], bool]:
     """The paths (as _flatten names them) that are maps, and whether a named type nests in
@@ -337,13 +359,17 @@ def _avro_shape(schema: object) -> tuple[frozenset[str], bool]:
 
     return walk(schema, 0)
 
+
 _READERS = {"arrow": _arrow_file, "arrow_stream": _arrow_stream, "feather1": _feather1,
             "orc": _orc, "duckdb": _duckdb, "sqlite": _sqlite, "avro": _avro}
+
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
+
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+
 
 class _Leaves:
     """Python records (dicts, nested) gathered as typed leaf columns: integers, text, bytes;
@@ -368,6 +394,7 @@ class _Leaves:
         leaves, self.leaves, self.rows, self.bytes = self.leaves, {}, 0, 0
         for (name, kind), (rows, values) in leaves.items():
             yield name, pa.array(values, types[kind]), np.asarray(rows, np.int64)
+
 
 def _flatten(value: object, name: str, row: int, into: _Leaves) -> None:
     kind = None

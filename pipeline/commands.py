@@ -127,6 +127,7 @@ def scrub(
     """Erase customers from every table, region and replica of the lake."""
     from pipeline import formats, strategies
     from pipeline.commit import CommitError
+    from pipeline.damage import UnreadableFiles
     from pipeline.scrub import VerificationError, plan_scrub, run_scrub
 
     try:
@@ -158,7 +159,10 @@ def scrub(
         raise _fail(str(e)) from None
     workers = workers or (os.cpu_count() or 1) + 1  # fsync waits leave a core idle otherwise
     if dry_run:
-        plan = plan_scrub(the_lake, request, workers)
+        try:
+            plan = plan_scrub(the_lake, request, workers)
+        except LakeError as e:
+            raise _fail(str(e)) from None
         print_plan(plan, the_lake)
         unknown = len(np.setdiff1d(request.ids, plan.present_ids))
         out.print(f"{_plural(len(request), 'customer')} requested, {unknown:,} not found in "
@@ -168,6 +172,9 @@ def scrub(
         try:
             outcome = run_scrub(the_lake, request, strategy, workers=workers, verify=verify,
                                 receipt_path=receipt, progress=progress)
+        except UnreadableFiles as e:
+            # after the job started, the lake is half done until it finishes: exit 1
+            raise _fail(str(e), code=2 if e.job is None else 1) from None
         except LakeError as e:
             raise _fail(str(e)) from None
         except CommitError as e:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from generators.population import bucket_of_ints, bucket_of_strings
 from pipeline import bloom
+from pipeline.damage import UnreadableFile, UnreadableFiles, as_damage
 from pipeline.lake import DataFile, Lake, open_parquet
 
 Rule = tuple[str, str]  # (column, key kind)
@@ -291,12 +292,21 @@ class Planner:
             specs.append((tuple(rules), tuple(values)))
         work = [(j, f) for j, (table, _, _) in enumerate(jobs) for f in self.lake.files(table)]
 
-        def one(item: tuple[int, DataFile]) -> FilePlan:
+        def one(item: tuple[int, DataFile]) -> FilePlan | UnreadableFile:
             j, f = item
-            return self.plan_file(f, *specs[j])
+            try:
+                return self.plan_file(f, *specs[j])
+            except Exception as e:  # noqa: BLE001 (classified: a damaged file is named)
+                damage = as_damage(e, self.lake.root, f.path)
+                if damage is e:
+                    raise
+                return damage
 
         with ThreadPoolExecutor(self.workers) as pool:
             plans = list(pool.map(one, work))
+        unreadable = [p for p in plans if isinstance(p, UnreadableFile)]
+        if unreadable:
+            raise UnreadableFiles(unreadable, committed=0)  # planning changes nothing
         out: list[list[FilePlan]] = [[] for _ in jobs]
         for (j, _), fp in zip(work, plans, strict=True):
             out[j].append(fp)

@@ -30,7 +30,15 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import strategies
-from pipeline.commit import check_rewrite, commit_rewrite, file_identity, make_durable, settle
+from pipeline.commit import (
+    CommitError,
+    check_rewrite,
+    commit_rewrite,
+    file_identity,
+    make_durable,
+    settle,
+)
+from pipeline.damage import UnreadableFile, UnreadableFiles, as_damage, read_failure
 from pipeline.faults import crashpoint
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal
@@ -270,31 +278,62 @@ class _Execution:
         done = 0
         if self.progress:
             self.progress(PHASE, 0, len(tasks))
+        unreadable: list[UnreadableFile] = []
         with ThreadPoolExecutor(self.workers) as pool:
             for wave in waves:
-                futures = {pool.submit(self.one, *tasks[k]): k for k in wave}
+                # After an unreadable file, the links stay while rows they lead to stay (the
+                # audit follows them): the mapping tables are only read through, so that
+                # every unreadable file is named at once.
+                run = self.one if not unreadable else self.check_readable
+                futures = {pool.submit(run, *tasks[k]): k for k in wave}
                 pending = set(futures)
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     for fut in finished:
-                        if fut.exception() is not None:
+                        exc = fut.exception()
+                        if isinstance(exc, UnreadableFile):
+                            # the file stays as it is; the other files go on
+                            unreadable.append(exc)
+                        elif exc is not None:
                             for other in pending:
                                 other.cancel()
                             wait(pending)
-                            raise fut.exception()
-                        fp, result = fut.result()
-                        plans[futures[fut]] = fp
-                        if result is not None:
-                            results[fp.file.path] = result
+                            raise exc
+                        elif fut.result() is not None:
+                            fp, result = fut.result()
+                            plans[futures[fut]] = fp
+                            if result is not None:
+                                results[fp.file.path] = result
                         done += 1
                         if self.progress:
                             self.progress(PHASE, done, len(tasks))
+        if unreadable:
+            committed = sum(e["state"] == "committed" for e in self.journal.entries().values())
+            raise UnreadableFiles(unreadable, committed, self.journal.job_id)
         present = np.array(sorted(self.present), np.int64)
         return ScrubPlan(self.keys, [p for p in plans if p is not None], present), results
 
     def one(self, f: DataFile, rules: tuple[Rule, ...], subject_cols: tuple[str, ...],
             fp: FilePlan | None, entry: dict | None) -> tuple[FilePlan, RewriteResult | None]:
-        """Plan one file (unless its plan is known), then rewrite it if it holds a key."""
+        """Plan one file (unless its plan is known), then rewrite it if it holds a key. A
+        file that cannot be read raises UnreadableFile (see pipeline.damage)."""
+        try:
+            return self._one(f, rules, subject_cols, fp, entry)
+        except CommitError:
+            raise  # the new file's fault, not the source's: the job stops
+        except Exception as e:  # noqa: BLE001 (classified, then raised)
+            damage = as_damage(e, self.lake.root, f.path)
+            if damage is e:
+                raise
+            raise damage from e
+
+    def check_readable(self, f: DataFile, *_: object) -> None:
+        cause = read_failure(self.lake.root / f.path)
+        if cause is not None:
+            raise UnreadableFile(f.path, cause)
+
+    def _one(self, f: DataFile, rules: tuple[Rule, ...], subject_cols: tuple[str, ...],
+             fp: FilePlan | None, entry: dict | None) -> tuple[FilePlan, RewriteResult | None]:
         if fp is None and self.resumed:
             done = self._rewritten_before(f, rules)
             if done is not None:
@@ -366,7 +405,11 @@ class _Execution:
                                source.schema_arrow, source, fp.erase_rows, fp.key_tables)
             fp.erase_rows = fp.key_tables = None  # the task holds them now; freed with it
             crashpoint("before_rewrite")
-            result = self.strategy.rewrite(task)
+            try:
+                result = self.strategy.rewrite(task)
+            except Exception:
+                task.dst.unlink(missing_ok=True)  # whatever the engine left of it
+                raise
         finally:
             source.close()
         check_rewrite(fp, task, result, self.deep)
@@ -420,7 +463,12 @@ def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]
         planner = Planner(lake, plan.keys, workers, use_bloom=False)
         rescan_left = 0
         for table in lake.tables():
-            for fp in planner.plan_table(table):
+            try:
+                table_plans = planner.plan_table(table)
+            except UnreadableFiles as e:
+                failures += [f"{f.path}: cannot be read on rescan ({f.cause})" for f in e.files]
+                continue
+            for fp in table_plans:
                 if fp.rows_matched:
                     rescan_left += fp.rows_matched
                     failures.append(f"{fp.file.path}: {fp.rows_matched} rows still hold a key")

@@ -1,0 +1,78 @@
+"""Data files that cannot be read: told apart from other failures, and reported by path.
+
+A Parquet file can be damaged on disk (a flipped block, a bad sector, a copy cut short but
+padded) while its size still matches the manifest. No scrub can erase rows from a file it
+cannot read, and none may drop the file's other rows, so such a file is left as it is and
+named, with what the reader said, to be restored (from a backup or the replica region's copy).
+
+When planning or rewriting a file fails, the file is read in full, every column of every row
+group, with pyarrow: if that fails too, the failure is the file's (UnreadableFile); if it reads,
+the failure was the job's own and is raised as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.lake import LakeError
+
+SHOWN = 10  # files named in a message; the rest are counted
+
+
+class UnreadableFile(Exception):
+    """One data file could not be read (see the module doc)."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(f"{path}: {cause}")
+        self.path, self.cause = path, cause
+
+
+class UnreadableFiles(LakeError):
+    """Data files that could not be read. `job`: the scrub job left unfinished by them (None
+    when they were found before anything was changed); `committed`: how many files that job
+    had rewritten by then."""
+
+    def __init__(self, files: list[UnreadableFile], committed: int, job: str | None = None
+                 ) -> None:
+        self.files, self.committed = sorted(files, key=lambda f: f.path), committed
+        self.job = job  # the unfinished job, or None: nothing was changed
+        lines = [f"{len(files)} data file(s) cannot be read, so rows in them cannot be erased:"]
+        lines += [f"  {f.path}: {f.cause}" for f in self.files[:SHOWN]]
+        if len(files) > SHOWN:
+            lines.append(f"  … and {len(files) - SHOWN} more")
+        if job is None:
+            lines.append("Nothing was changed. Restore these files (from a backup, or the "
+                         "replica region's copy) and run the command again.")
+        else:
+            lines.append(f"The job ({job}) stopped unfinished after rewriting {committed:,} "
+                         "other file(s), each complete. Restore these files (from a backup, or "
+                         "the replica region's copy) and re-run the same command to finish it.")
+        super().__init__("\n".join(lines))
+
+
+def read_failure(path: Path) -> str | None:
+    """What reading the whole file raises ("Type: message"), or None when it reads."""
+    try:
+        pf = pq.ParquetFile(str(path))
+        try:
+            for i in range(pf.metadata.num_row_groups):
+                pf.read_row_group(i, use_threads=False)
+        finally:
+            pf.close()
+    except Exception as e:  # noqa: BLE001 (any reader error is the file's)
+        return f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return None
+
+
+def as_damage(exc: Exception, root: Path, path: str) -> Exception:
+    """`exc`, raised while planning or rewriting the data file at `path`: an UnreadableFile
+    when the file itself cannot be read, else `exc` with a note naming the file."""
+    if isinstance(exc, UnreadableFile):
+        return exc
+    cause = read_failure(root / path)
+    if cause is not None:
+        return UnreadableFile(path, cause)
+    exc.add_note(f"(while scrubbing {path}, which reads without error)")
+    return exc

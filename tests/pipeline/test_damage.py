@@ -1,0 +1,125 @@
+"""A data file that cannot be read is named, left as it is, and does not stop the other files;
+restored, the same command finishes the job as if nothing had happened."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.damage import read_failure
+from pipeline.intake import parse_ids
+from pipeline.lake import Lake
+from pipeline.scrub import plan_scrub, run_scrub
+from pipeline.strategies.cow_arrow import ArrowRewrite
+from tests.pipeline.conftest import lake_digest, snapshot
+from tests.pipeline.test_faults import IDS, data_state
+
+runner = CliRunner()
+
+
+def damage(lake: Path, rel: str, column: str) -> None:
+    """Garble the first page header of `column` in row group 0: the file keeps its size (so
+    it still matches the manifest) and no reader can decode that column. The file is written
+    anew, not in place: the lake is a hard-linked snapshot of the shared test lake."""
+    path = lake / rel
+    md = pq.ParquetFile(path).metadata
+    rg = md.row_group(0)
+    cc = next(rg.column(i) for i in range(rg.num_columns)
+              if rg.column(i).path_in_schema == column)
+    at = cc.dictionary_page_offset if cc.has_dictionary_page else cc.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[at:at + 24] = b"\xff" * 24
+    path.unlink()
+    path.write_bytes(bytes(data))
+
+
+def touched(lake: Path, table: str) -> str:
+    plan = plan_scrub(Lake.open(lake), parse_ids(IDS), workers=2)
+    return next(fp.file.path for fp in plan.touched if fp.file.table == table)
+
+
+def scrub(lake: Path, ids: str = IDS, *args: str):  # noqa: ANN201
+    return runner.invoke(app, ["scrub", "--lake", str(lake), "--ids", ids, "--workers", "2",
+                               *args])
+
+
+@pytest.fixture(scope="module")
+def reference(date_src: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    lake = snapshot(date_src, tmp_path_factory.mktemp("ref") / "lake")
+    run_scrub(Lake.open(lake), parse_ids(IDS), "arrow", workers=2)
+    return data_state(lake)
+
+
+def test_unreadable_files_are_named_then_restored_and_finished(
+        date_src: Path, tmp_path: Path, reference: tuple[dict, dict]) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    fact, link = touched(lake, "transcripts"), touched(lake, "recordings")
+    damage(lake, fact, "text")  # a column the plan does not read: found by the rewrite
+    damage(lake, link, "intent")  # in a mapping table, which is rewritten last
+    before = lake_digest(lake)
+
+    result = scrub(lake)
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert "2 data file(s) cannot be read" in out
+    assert f"{fact}: " in out and f"{link}: " in out
+    assert "re-run the same command to finish it" in out
+    after = lake_digest(lake)
+    assert after[fact] == before[fact] and after[link] == before[link]  # left as they were
+    # the other fact files are erased; the mapping tables keep their links (the audit and
+    # the resumed job follow them to the rows the unreadable file still holds)
+    changed = {p for p in before if p.endswith(".parquet") and after.get(p) != before[p]}
+    assert any(p.startswith("transcripts/") for p in changed)
+    assert not any(p.startswith(("recordings/", "devices/", "skill_links/")) for p in changed)
+    assert not [p for p in lake.rglob("*") if p.name.endswith(".tmp")], "temp files survived"
+    # the half-done job must finish before another may start
+    other = scrub(lake, "4,6")
+    assert other.exit_code == 2 and "interrupted and has not finished" in other.output
+
+    for rel in (fact, link):
+        (lake / rel).unlink()
+        shutil.copyfile(date_src / rel, lake / rel)
+    assert scrub(lake).exit_code == 0
+    assert data_state(lake) == reference
+
+
+def test_dry_run_names_an_unreadable_key_column(date_src: Path, tmp_path: Path) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    rel = touched(lake, "actions")
+    damage(lake, rel, "recording_id")
+    before = lake_digest(lake)
+    result = scrub(lake, IDS, "--dry-run")
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    assert "1 data file(s) cannot be read" in out and rel in out
+    assert "Nothing was changed" in out
+    assert lake_digest(lake) == before
+
+
+def test_a_failure_of_the_job_is_raised_as_it_was(date_src: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+
+    def broken(self, task):  # noqa: ANN001, ANN202
+        task.dst.write_bytes(b"half a file")
+        raise RuntimeError("the engine broke")
+
+    monkeypatch.setattr(ArrowRewrite, "rewrite", broken)
+    with pytest.raises(RuntimeError, match="the engine broke") as info:
+        run_scrub(Lake.open(lake), parse_ids(IDS), "arrow", workers=2)
+    assert any("which reads without error" in n for n in info.value.__notes__)
+    assert not [p for p in lake.rglob("*") if p.name.endswith(".tmp")], "temp files survived"
+
+
+def test_read_failure(date_src: Path, tmp_path: Path) -> None:
+    rel = next(p.relative_to(date_src).as_posix() for p in sorted(date_src.rglob("*.parquet")))
+    assert read_failure(date_src / rel) is None
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes((date_src / rel).read_bytes()[:-100])
+    assert read_failure(cut).startswith("ArrowInvalid: ")
+    assert read_failure(tmp_path / "missing.parquet").startswith("FileNotFoundError: ")

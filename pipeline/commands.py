@@ -128,6 +128,7 @@ def scrub(
     from pipeline import formats, strategies
     from pipeline.commit import CommitError
     from pipeline.damage import UnreadableFiles
+    from pipeline.room import out_of_room
     from pipeline.scrub import VerificationError, plan_scrub, run_scrub
 
     try:
@@ -182,6 +183,12 @@ def scrub(
                         "job", code=1) from None
         except VerificationError as e:
             raise _fail(str(e), code=1) from None
+        except OSError as e:
+            if not out_of_room(e):
+                raise
+            raise _fail(f"the lake's filesystem is full ({e}): the job stopped with every file "
+                        "whole, old or new; free some space and re-run the same command to "
+                        "finish it", code=1) from None
     r = outcome.receipt
     if outcome.already_done:
         out.print(f"job {r['job_id']} already finished on {r['finished_at']} "

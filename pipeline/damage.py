@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.lake import LakeError
+from pipeline.room import out_of_room
 
 SHOWN = 10  # files named in a message; the rest are counted
 
@@ -68,8 +69,9 @@ def read_failure(path: Path) -> str | None:
 
 def as_damage(exc: Exception, root: Path, path: str) -> Exception:
     """`exc`, raised while planning or rewriting the data file at `path`: an UnreadableFile
-    when the file itself cannot be read, else `exc` with a note naming the file."""
-    if isinstance(exc, UnreadableFile):
+    when the file itself cannot be read, else `exc` (with a note naming the file, unless the
+    disk is full: then no file is to blame)."""
+    if isinstance(exc, UnreadableFile) or out_of_room(exc):
         return exc
     cause = read_failure(root / path)
     if cause is not None:

@@ -7,6 +7,7 @@ kept only while the job runs and deleted when it finishes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,9 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.lake import SCRUB_DIR, fsync_dir
+from pipeline.lake import SCRUB_DIR, LakeError, fsync_dir
 
 KEY_FILE = "receipt.key"
+KEY_DIGITS = 64  # hex digits of a key this module makes
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -40,16 +42,38 @@ def lake_secret(root: Path, create: bool = True) -> bytes | None:
     env = os.environ.get("VOICESCRUB_RECEIPT_KEY")
     if env:
         return env.encode()
-    d = root / SCRUB_DIR
-    path = d / KEY_FILE
-    if not path.exists() and not create:
-        return None
-    d.mkdir(exist_ok=True)
+    path = root / SCRUB_DIR / KEY_FILE
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if not create:
+            return None
+        path.parent.mkdir(exist_ok=True)
+        _create_key(path)
+    key = path.read_text().strip()
+    if len(key) != KEY_DIGITS or key.strip("0123456789abcdef"):
+        # An empty or cut key would make the "salted" hashes of small integer ids guessable.
+        raise LakeError(
+            f"{path} is not a receipt key ({len(key)} characters, not {KEY_DIGITS} hex "
+            "digits): receipts hash customer ids and name jobs with it. Restore it from a "
+            "backup; or, if no receipt or unfinished job of this lake matters, delete it and "
+            "a new one is made")
+    return key.encode()
+
+
+def _create_key(path: Path) -> None:
+    """A new random key, written and fsynced under a temp name, then linked into place: the
+    key file is whole or absent, even when the disk fills or the machine stops mid-write."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+            fh.write(secrets.token_hex(KEY_DIGITS // 2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made one first
+            os.link(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def keyed_hashes(secret: bytes, ids: np.ndarray) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import json
 import multiprocessing as mp
 import os
@@ -40,7 +41,7 @@ from generators.schemas import (
     TABLES,
 )
 from generators.vocab import Vocab, build_vocab
-from generators.writer import TableFile, writer_settings
+from generators.writer import TableFile, abort_open_files, writer_settings
 
 MANIFEST = "_lake.json"
 UNFINISHED = ".voicescrub-unfinished"  # present while a lake is written
@@ -106,12 +107,16 @@ def _init_worker(cfg: LakeConfig, vocab: Vocab, out: str) -> None:
 
 
 def _run_unit(unit: Unit) -> list[dict]:
-    if unit.kind == "dims":
-        records = _dims_unit(unit)
-    elif unit.kind == "facts":
-        records = _facts_unit(unit)
-    else:
-        records = _merge_unit(unit)
+    try:
+        if unit.kind == "dims":
+            records = _dims_unit(unit)
+        elif unit.kind == "facts":
+            records = _facts_unit(unit)
+        else:
+            records = _merge_unit(unit)
+    except BaseException:
+        abort_open_files()
+        raise
     release_memory()
     # the worker's own high-water RSS so far, for the manifest (not a file record)
     return [*records, {"peak_rss_mb": peak_rss_mb(),
@@ -498,6 +503,40 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
         if progress:
             progress(done, total)
 
+    try:
+        _run_units(cfg, vocab, out, first, second, tick)
+        shutil.rmtree(out / SPILL, ignore_errors=True)
+        manifest = build_manifest(cfg, records, time.perf_counter() - t0)
+        manifest["generation_peak_rss_mb"] = {"largest_worker": round(worker_peak, 1),
+                                              "parent": round(peak_rss_mb(), 1)}
+        manifest["generation_arrow_pool"] = sorted(pools)  # the Arrow allocator of the units
+        write_manifest(out, manifest)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # What was written is a fraction of a lake that no command can use: the room it
+        # takes goes back (the directory was emptied or made by this call).
+        written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        shutil.rmtree(out, ignore_errors=True)
+        raise OutOfRoom(out, written, done, total) from None
+    (out / UNFINISHED).unlink()
+    return manifest
+
+
+class OutOfRoom(Exception):
+    """The disk filled while a lake was written; the partial lake has been removed."""
+
+    def __init__(self, out: Path, written: int, done: int, total: int) -> None:
+        whole = written * total / done / 1e9 if done else 0
+        estimate = f"; at that rate the whole lake needs about {whole:,.2f} GB" if done else ""
+        super().__init__(
+            f"no space left on the device of {out} after writing {written / 1e9:,.2f} GB "
+            f"({done} of {total} units){estimate}. The partial lake was removed: free some "
+            "space, or generate a smaller lake (--sf, --days, --audio-bytes, --no-replicas)")
+
+
+def _run_units(cfg: LakeConfig, vocab: Vocab, out: Path, first: list[Unit],
+               second: list[Unit], tick: Callable[[list[dict]], None]) -> None:
     if cfg.n_workers == 1:
         _init_worker(cfg, vocab, str(out))
         for unit in first + second:
@@ -519,14 +558,6 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-    shutil.rmtree(out / SPILL, ignore_errors=True)
-    manifest = build_manifest(cfg, records, time.perf_counter() - t0)
-    manifest["generation_peak_rss_mb"] = {"largest_worker": round(worker_peak, 1),
-                                          "parent": round(peak_rss_mb(), 1)}
-    manifest["generation_arrow_pool"] = sorted(pools)  # the Arrow allocator the units ran on
-    write_manifest(out, manifest)
-    (out / UNFINISHED).unlink()
-    return manifest
 
 
 def mark_unfinished(out: Path) -> None:

@@ -6,6 +6,7 @@ like a generated one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class TableFile:
         self.row_group_rows = settings["row_group_rows"]
         self.writer = open_writer(self.tmp, schema, settings)
         self.rows = 0
+        _OPEN.add(self)
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
@@ -83,9 +85,27 @@ class TableFile:
 
     def close(self) -> dict | None:
         """Finish the file; an empty file is not kept (None)."""
+        _OPEN.discard(self)
         self.writer.close()
         if not self.rows:
             self.tmp.unlink()
             return None
         os.replace(self.tmp, self.path)
         return {"rows": self.rows, "bytes": self.path.stat().st_size}
+
+    def abort(self) -> None:
+        """Drop the unfinished file. Closing its writer may fail again (a full disk): the
+        writer is then closed here, not by its finalizer's traceback at exit."""
+        _OPEN.discard(self)
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+_OPEN: set[TableFile] = set()  # this process's files not yet closed
+
+
+def abort_open_files() -> None:
+    """After a unit failed: drop the files it left open."""
+    for tf in list(_OPEN):
+        tf.abort()

@@ -53,6 +53,7 @@ def generate(
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out")] = False,
 ) -> None:
     """Generate a synthetic voice-assistant lake (nine tables, Parquet, Hive-partitioned)."""
+    from generators.lake import OutOfRoom
     from generators.lake import generate as run
 
     try:
@@ -72,7 +73,10 @@ def generate(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        manifest = run(cfg, out, force=force, progress=progress)
+        try:
+            manifest = run(cfg, out, force=force, progress=progress)
+        except OutOfRoom as e:
+            raise fail(str(e), code=1) from None
     seconds = time.perf_counter() - t0
     rows = sum(t["rows"] for t in manifest["tables"].values())
     replica_rows = sum(t["replica_rows"] for t in manifest["tables"].values())

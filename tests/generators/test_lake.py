@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -11,11 +12,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from generators import writer
 from generators.config import ConfigError, LakeConfig
 from generators.lake import ARROW_POOL, MANIFEST, _has_jemalloc, _worker_env, generate
 from generators.population import bucket_of_ints, bucket_of_strings
 from generators.schemas import FACT_TABLES, TABLES
+from pipeline.cli import app
 
 SMALL = dict(sf=0.005, days=5, seed=7)  # the conftest lakes
 
@@ -302,3 +306,23 @@ def test_force_replaces_what_a_crashed_run_left(tmp_path: Path) -> None:
     (out / UNFINISHED).unlink()
     with pytest.raises(ConfigError, match="holds no lake"):
         check_output(out, force=True)
+
+
+def test_a_full_disk_removes_the_partial_lake(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    write, calls = writer.TableFile.write, []
+
+    def fills_up(self, t):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) > 40:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(self, t)
+
+    monkeypatch.setattr(writer.TableFile, "write", fills_up)
+    out = tmp_path / "lake"
+    result = CliRunner().invoke(app, ["generate", "--out", str(out), "--sf", "0.002",
+                                      "--days", "3", "--workers", "1"])
+    assert result.exit_code == 1, result.output
+    assert "no space left" in result.output and "the whole lake needs about" in result.output
+    assert not out.exists()  # no partial lake, no temp file
+    assert not writer._OPEN  # every writer the failed unit held was closed

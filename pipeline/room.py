@@ -1,16 +1,18 @@
 """Room on the lake's filesystem: a copy-on-write scrub writes each new file beside its old one.
 
-Before a job writes anything it checks there is room for the largest files it may have in
-flight at once; the disk can still fill during the job (other writers), and then the job stops
-with every file whole, old or new, to be finished by the same command once there is room.
+Before a job writes anything it checks that it may write there, and that there is room for the
+largest files it may have in flight at once. The disk can still fill during the job (other
+writers): the job then stops with every file whole, old or new, to be finished by the same
+command once there is room.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 
-from pipeline.lake import Lake, LakeError
+from pipeline.lake import SCRUB_DIR, Lake, LakeError
 
 SLACK = 16 << 20  # the journal, the keys, the manifest and a receipt: small, bounded
 
@@ -32,3 +34,20 @@ def check_room(lake: Lake, files_in_flight: int) -> None:
             f"the lake's filesystem has {free / 1e6:,.1f} MB free; a scrub writes each new "
             f"file beside its old one, and {files_in_flight} file(s) in flight (--workers) "
             f"need up to {needed / 1e6:,.1f} MB: free some space or lower --workers")
+
+
+def check_writable(lake: Lake) -> None:
+    """Refuse a job, before it writes anything, on a read-only filesystem or when this user
+    may not create files in the lake's directories (its own `_scrub/` and each data file's)."""
+    if os.statvfs(lake.root).f_flag & os.ST_RDONLY:
+        raise LakeError(f"{lake.root} is on a read-only filesystem: a scrub rewrites files "
+                        "where they are (--dry-run and `voicescrub audit` only read)")
+    dirs = {lake.root} | {(lake.root / f.path).parent for t in lake.tables()
+                          for f in lake.files(t)}
+    if (lake.root / SCRUB_DIR).is_dir():
+        dirs.add(lake.root / SCRUB_DIR)
+    denied = sorted(d for d in dirs if not os.access(d, os.W_OK | os.X_OK))
+    if denied:
+        raise LakeError(f"this user may not create files in {len(denied)} of the lake's "
+                        f"directories, e.g. {denied[0]}: a scrub writes each new file beside "
+                        "its old one")

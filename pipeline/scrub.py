@@ -47,7 +47,7 @@ from pipeline.lock import lake_lock
 from pipeline.plan import FilePlan, Planner, Rule
 from pipeline.receipt import build_receipt, write_receipt, write_receipt_copy
 from pipeline.resolve import resolve_keys
-from pipeline.room import check_room
+from pipeline.room import check_room, check_writable
 from pipeline.strategies.base import RewriteResult, RewriteTask
 
 Progress = Callable[[str, int, int], None]
@@ -174,6 +174,7 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
         if receipt_path is not None:
             receipt_path = write_receipt_copy(done, receipt_path)
         return ScrubOutcome(done, receipt_path, None, already_done=True)
+    check_writable(lake)
     check_room(lake, workers)
     seconds: dict[str, float] = {}
     cache: dict = {}  # key resolution's plans of the mapping tables, reused by the scrub

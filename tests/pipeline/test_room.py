@@ -4,8 +4,10 @@ mid-job, the job stops with every file whole and the same command finishes it la
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -66,3 +68,25 @@ def test_disk_full_mid_job_stops_whole_and_finishes_later(
     monkeypatch.undo()
     assert scrub(lake).exit_code == 0
     assert data_state(lake) == data_state(ref)
+
+
+@pytest.mark.parametrize("what", ["read-only", "denied"])
+def test_a_lake_it_may_not_write_is_refused(date_src: Path, tmp_path: Path, what: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    one_dir = next(lake.rglob("*.parquet")).parent
+    if what == "read-only":
+        real = os.statvfs(lake)
+        monkeypatch.setattr(room.os, "statvfs", lambda _: SimpleNamespace(
+            f_flag=real.f_flag | os.ST_RDONLY))
+        message = "is on a read-only filesystem"
+    else:
+        access = os.access
+        monkeypatch.setattr(room.os, "access", lambda p, mode: Path(p) != one_dir
+                            and access(p, mode))
+        message = f"may not create files in 1 of the lake's directories, e.g. {one_dir}"
+    before = lake_digest(lake)
+    result = scrub(lake)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert lake_digest(lake) == before

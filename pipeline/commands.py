@@ -129,7 +129,7 @@ def scrub(
     from pipeline.commit import CommitError
     from pipeline.damage import UnreadableFiles
     from pipeline.room import out_of_room
-    from pipeline.scrub import VerificationError, plan_scrub, run_scrub
+    from pipeline.scrub import JobInterrupted, VerificationError, plan_scrub, run_scrub
 
     try:
         if verify not in ("default", "deep"):
@@ -171,8 +171,11 @@ def scrub(
         return
     with phase_progress("resolve") as progress:
         try:
-            outcome = run_scrub(the_lake, request, strategy, workers=workers, verify=verify,
-                                receipt_path=receipt, progress=progress)
+            with _terminate_as_interrupt():  # SIGTERM stops between files, as Ctrl-C does
+                outcome = run_scrub(the_lake, request, strategy, workers=workers,
+                                    verify=verify, receipt_path=receipt, progress=progress)
+        except JobInterrupted as e:
+            raise _fail(str(e), code=e.exit_code) from None
         except UnreadableFiles as e:
             # after the job started, the lake is half done until it finishes: exit 1
             raise _fail(str(e), code=2 if e.job is None else 1) from None

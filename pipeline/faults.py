@@ -1,5 +1,6 @@
-"""Fault injection for the crash tests: VOICESCRUB_CRASH_AT=<point>:<n> kills the process with
-SIGKILL the n-th time it reaches <point>. Unset (always, outside tests), it costs one lookup."""
+"""Fault injection for the crash tests: VOICESCRUB_CRASH_AT=<point>:<n>[:<signal>] sends the
+process SIGKILL (or the named signal, e.g. INT or TERM) the n-th time it reaches <point>.
+Unset (always, outside tests), it costs one lookup."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ _TARGET = os.environ.get("VOICESCRUB_CRASH_AT")
 def crashpoint(name: str) -> None:
     if _TARGET is None:
         return
-    point, _, n = _TARGET.partition(":")
+    point, _, rest = _TARGET.partition(":")
     if point != name:
         return
+    n, _, sig = rest.partition(":")
     with _lock:
         _counts[name] = _counts.get(name, 0) + 1
         hit = _counts[name] == int(n or 1)
     if hit:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, f"SIG{sig or 'KILL'}"))

@@ -239,6 +239,16 @@ class VerificationError(RuntimeError):
     pass
 
 
+class JobInterrupted(KeyboardInterrupt):
+    """The job was stopped (Ctrl-C, SIGTERM) between files: unfinished, every file whole."""
+
+    def __init__(self, job_id: str, committed: int, exit_code: int) -> None:
+        super().__init__(f"interrupted: job {job_id} stopped after rewriting {committed:,} "
+                         "file(s), each complete, and is unfinished: re-run the same command "
+                         "to finish it")
+        self.exit_code = exit_code
+
+
 class _Execution:
     """Plan and rewrite every file of the lake, one file per task: non-mapping tables first,
     mapping tables (the lineage's links) last, so that the links that let an audit follow
@@ -278,43 +288,62 @@ class _Execution:
                 tasks.append((f, rules, subject_cols, plan, entries.get(f.path)))
         plans: list[FilePlan | None] = [None] * len(tasks)
         results: dict[str, RewriteResult] = {}
+        with ThreadPoolExecutor(self.workers) as pool:
+            try:
+                unreadable = self._run_waves(pool, tasks, waves, plans, results)
+            except (KeyboardInterrupt, SystemExit) as stop:
+                # Ctrl-C or SIGTERM: the files in flight finish (each is whole, old or new),
+                # no other starts, and the journal lets the same command finish the job.
+                pool.shutdown(wait=True, cancel_futures=True)
+                code = stop.code if isinstance(stop, SystemExit) else 130
+                raise JobInterrupted(self.journal.job_id, self._committed(), code) from None
+        if unreadable:
+            raise UnreadableFiles(unreadable, self._committed(), self.journal.job_id)
+        present = np.array(sorted(self.present), np.int64)
+        return ScrubPlan(self.keys, [p for p in plans if p is not None], present), results
+
+    def _committed(self) -> int:
+        """Files this job has committed so far (this run and any before it)."""
+        return sum(e["state"] == "committed" for e in self.journal.entries().values())
+
+    def _run_waves(self, pool: ThreadPoolExecutor, tasks: list[tuple], waves: list[list[int]],
+                   plans: list[FilePlan | None], results: dict[str, RewriteResult]
+                   ) -> list[UnreadableFile]:
+        """Run every task, a wave at a time, into `plans` and `results`; returns the files that
+        could not be read (the other files went on)."""
+        unreadable: list[UnreadableFile] = []
         done = 0
         if self.progress:
             self.progress(PHASE, 0, len(tasks))
-        unreadable: list[UnreadableFile] = []
-        with ThreadPoolExecutor(self.workers) as pool:
-            for wave in waves:
-                # After an unreadable file, the links stay while rows they lead to stay (the
-                # audit follows them): the mapping tables are only read through, so that
-                # every unreadable file is named at once.
-                run = self.one if not unreadable else self.check_readable
-                futures = {pool.submit(run, *tasks[k]): k for k in wave}
-                pending = set(futures)
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for fut in finished:
-                        exc = fut.exception()
-                        if isinstance(exc, UnreadableFile):
-                            # the file stays as it is; the other files go on
-                            unreadable.append(exc)
-                        elif exc is not None:
-                            for other in pending:
-                                other.cancel()
-                            wait(pending)
-                            raise exc
-                        elif fut.result() is not None:
-                            fp, result = fut.result()
-                            plans[futures[fut]] = fp
-                            if result is not None:
-                                results[fp.file.path] = result
-                        done += 1
-                        if self.progress:
-                            self.progress(PHASE, done, len(tasks))
-        if unreadable:
-            committed = sum(e["state"] == "committed" for e in self.journal.entries().values())
-            raise UnreadableFiles(unreadable, committed, self.journal.job_id)
-        present = np.array(sorted(self.present), np.int64)
-        return ScrubPlan(self.keys, [p for p in plans if p is not None], present), results
+        for wave in waves:
+            # After an unreadable file, the links stay while rows they lead to stay (the audit
+            # follows them): the mapping tables are only read through, so that every
+            # unreadable file is named at once.
+            run = self.one if not unreadable else self.check_readable
+            futures = {pool.submit(run, *tasks[k]): k for k in wave}
+            pending = set(futures)
+            while pending:
+                # short naps: a signal handed to a worker thread never wakes a main thread
+                # blocked on a lock, so Ctrl-C would otherwise wait for the whole wave
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                for fut in finished:
+                    exc = fut.exception()
+                    if isinstance(exc, UnreadableFile):
+                        unreadable.append(exc)  # the file stays as it is; the others go on
+                    elif exc is not None:
+                        for other in pending:
+                            other.cancel()
+                        wait(pending)
+                        raise exc
+                    elif fut.result() is not None:
+                        fp, result = fut.result()
+                        plans[futures[fut]] = fp
+                        if result is not None:
+                            results[fp.file.path] = result
+                    done += 1
+                    if self.progress:
+                        self.progress(PHASE, done, len(tasks))
+        return unreadable
 
     def one(self, f: DataFile, rules: tuple[Rule, ...], subject_cols: tuple[str, ...],
             fp: FilePlan | None, entry: dict | None) -> tuple[FilePlan, RewriteResult | None]:

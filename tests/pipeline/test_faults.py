@@ -95,3 +95,20 @@ def test_lost_journal_tail(date_src: Path, tmp_path: Path, reference: tuple[dict
     assert len(renamed) >= 5
     log.write_text("")
     finish_and_compare(lake, reference)
+
+
+@pytest.mark.parametrize("sig, code", [("INT", 130), ("TERM", 143)])
+def test_stopped_by_signal_between_files(sig: str, code: int, date_src: Path, tmp_path: Path,
+                                         reference: tuple[dict, dict]) -> None:
+    """Ctrl-C or SIGTERM mid-job: the files in flight finish, no other starts, the command
+    says so and exits 130 / 143; the same command finishes the job."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    env = {**os.environ, "VOICESCRUB_CRASH_AT": f"after_rename:3:{sig}"}
+    proc = subprocess.run(scrub_cmd(lake), env=env, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    message = " ".join(proc.stderr.split())
+    assert "interrupted: job" in message and "re-run the same command to finish it" in message
+    committed = int(message.split("after rewriting ")[1].split()[0])
+    assert 3 <= committed < len(reference[0]) // 2  # stopped soon, not at the end of a wave
+    assert not [p for p in lake.rglob("*") if p.name.endswith(".tmp")], "temp files survived"
+    finish_and_compare(lake, reference)

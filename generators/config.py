@@ -34,6 +34,7 @@ class LakeConfig:
     workers: int = 0  # 0 = all cores
     chunk_rows: int = 65_536  # rows generated at once per worker (one row group): bounds memory
     bloom_filters: bool = False  # cost 2x write time; little use on the date layout
+    page_checksums: bool = False  # a CRC-32 in every page header, verified by the scrub's reads
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -40,6 +40,7 @@ def writer_settings(spec: TableSpec, layout: str, cfg: LakeConfig) -> dict:
         "data_page_size": DATA_PAGE_SIZE,
         "bloom_filter_options": ({c: {"ndv": rg, "fpp": BLOOM_FPP} for c in spec.bloom}
                                  if cfg.bloom_filters else None),
+        "write_page_checksum": True if cfg.page_checksums else None,
         "row_group_rows": rg,
     }
     return settings

@@ -49,6 +49,9 @@ def generate(
     = 0,
     bloom_filters: Annotated[bool, typer.Option(help="Write Parquet bloom filters on keys")]
     = False,
+    page_checksums: Annotated[bool, typer.Option(
+        help="Write a CRC-32 in every page header (the scrub then verifies each page it reads)")]
+    = False,
     workers: Annotated[int, typer.Option(help="Worker processes; 0 = all cores")] = 0,
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out")] = False,
 ) -> None:
@@ -60,7 +63,8 @@ def generate(
         cfg = LakeConfig(sf=sf, seed=seed, layout=layout,
                          regions=tuple(r.strip() for r in regions.split(",") if r.strip()),
                          days=days, replicas=replicas, audio_bytes=audio_bytes, buckets=buckets,
-                         bloom_filters=bloom_filters, workers=workers)
+                         bloom_filters=bloom_filters, page_checksums=page_checksums,
+                         workers=workers)
         from generators.lake import check_output
         check_output(out, force)
     except ConfigError as e:

@@ -56,7 +56,7 @@ class UnreadableFiles(LakeError):
 def read_failure(path: Path) -> str | None:
     """What reading the whole file raises ("Type: message"), or None when it reads."""
     try:
-        pf = pq.ParquetFile(str(path))
+        pf = pq.ParquetFile(str(path), page_checksum_verification=True)
         try:
             for i in range(pf.metadata.num_row_groups):
                 pf.read_row_group(i, use_threads=False)

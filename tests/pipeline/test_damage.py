@@ -3,6 +3,7 @@ restored, the same command finishes the job as if nothing had happened."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,13 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from generators.config import LakeConfig
+from generators.lake import generate
 from pipeline.cli import app
 from pipeline.damage import read_failure
 from pipeline.intake import parse_ids
 from pipeline.lake import Lake
 from pipeline.scrub import plan_scrub, run_scrub
 from pipeline.strategies.cow_arrow import ArrowRewrite
-from tests.pipeline.conftest import lake_digest, snapshot
+from tests.pipeline.conftest import TINY, lake_digest, snapshot
 from tests.pipeline.test_faults import IDS, data_state
 
 runner = CliRunner()
@@ -123,3 +126,27 @@ def test_read_failure(date_src: Path, tmp_path: Path) -> None:
     cut.write_bytes((date_src / rel).read_bytes()[:-100])
     assert read_failure(cut).startswith("ArrowInvalid: ")
     assert read_failure(tmp_path / "missing.parquet").startswith("FileNotFoundError: ")
+
+
+def test_page_checksums_stop_a_flipped_byte_from_being_rewritten(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """In an uncompressed payload no codec notices a flipped byte; with `--page-checksums`
+    the arrow strategy's reader does, and the file is named instead of rewritten."""
+    src = tmp_path_factory.mktemp("crc") / "lake"
+    generate(LakeConfig(layout="date", workers=1, page_checksums=True, **TINY), src)
+    manifest = json.loads((src / "_lake.json").read_text())
+    assert manifest["tables"]["audio"]["writer"]["write_page_checksum"] is True
+    lake = snapshot(src, tmp_path / "lake")
+    rel = touched(lake, "audio")
+    md = pq.ParquetFile(lake / rel).metadata
+    cc = next(md.row_group(0).column(i) for i in range(md.num_columns)
+              if md.row_group(0).column(i).path_in_schema == "payload")
+    assert cc.compression == "UNCOMPRESSED"
+    data = bytearray((lake / rel).read_bytes())
+    data[cc.data_page_offset + cc.total_compressed_size // 2] ^= 0x01
+    (lake / rel).unlink()
+    (lake / rel).write_bytes(bytes(data))
+    result = scrub(lake)
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert f"{rel}: OSError: could not verify page integrity, CRC checksum" in out

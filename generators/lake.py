@@ -14,10 +14,13 @@ import ctypes.util
 import errno
 import json
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -104,6 +107,22 @@ def _init_worker(cfg: LakeConfig, vocab: Vocab, out: str) -> None:
     pop = Population(cfg, vocab)
     _STATE.update(cfg=cfg, pop=pop, out=Path(out),
                   facts=FactGenerator(pop, AudioSynth(cfg.seed, cfg.audio_bytes)))
+
+
+def _init_pool_worker(cfg: LakeConfig, vocab: Vocab, out: str) -> None:
+    # Ctrl-C reaches the whole process group: the parent alone stops the run (it stops the
+    # workers, then removes the partial lake), so no worker prints a traceback of its own.
+    # A worker whose parent is gone exits: it would otherwise wait for work forever.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    _init_worker(cfg, vocab, out)
+
+
+def _exit_with_parent() -> None:
+    parent = mp.parent_process()
+    if parent is not None:
+        mp_connection.wait([parent.sentinel])
+        os._exit(1)
 
 
 def _run_unit(unit: Unit) -> list[dict]:
@@ -393,11 +412,16 @@ def _schedule(pool: ProcessPoolExecutor, first: list[Unit], second: list[Unit], 
             for r in {u.region for u in first}}
     merges = {r: [u for u in second if u.region == r] for r in left}
     running: dict = {}
-    while pending or running:
+
+    def fill() -> None:
         while pending and len(running) < 2 * workers:
             unit = pending.popleft()
             running[pool.submit(_run_unit, unit)] = unit
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
+
+    while pending or running:
+        fill()
+        # short naps: a main thread blocked on a lock is not woken by Ctrl-C
+        done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
         for f in done:
             unit = running.pop(f)
             tick(f.result())
@@ -480,47 +504,67 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
     """Write the lake under `out` and return its manifest."""
     check_output(out, force)
     t0 = time.perf_counter()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    mark_unfinished(out)
+    existed = out.exists()
+    units = [0, 0]  # done, total: what a failure reports
+    try:
+        if existed:
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        mark_unfinished(out)
+        manifest = _write_lake(cfg, out, t0, units, progress)
+    except BaseException as e:
+        # What was written is a fraction of a lake that no command can use (the directory
+        # was emptied or made by this call): it goes, however the run failed or was stopped.
+        written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        shutil.rmtree(out, ignore_errors=True)
+        if existed:
+            out.mkdir(parents=True, exist_ok=True)  # the directory the user gave, emptied
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutOfRoom(out, written, *units) from None
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            code = e.code if isinstance(e, SystemExit) else 130
+            raise GenerationStopped(out, code if isinstance(code, int) else 1) from None
+        raise
+    (out / UNFINISHED).unlink()
+    return manifest
+
+
+def _write_lake(cfg: LakeConfig, out: Path, t0: float, units: list[int],
+                progress: Callable[[int, int], None] | None) -> dict:
+    """Every unit, then the manifest; `units` counts the units done and to do."""
     vocab = build_vocab(cfg.seed)
     first, second = plan_units(cfg)
-    total = len(first) + len(second)
-    done = 0
+    units[1] = len(first) + len(second)
     records: list[dict] = []
-
     worker_peak = 0.0
     pools: set[str] = set()
 
     def tick(recs: list[dict]) -> None:
-        nonlocal done, worker_peak
+        nonlocal worker_peak
         stats = [r for r in recs if "path" not in r]
         worker_peak = max([worker_peak, *(r["peak_rss_mb"] for r in stats)])
         pools.update(r["arrow_pool"] for r in stats)
         records.extend(r for r in recs if "path" in r)
-        done += 1
+        units[0] += 1
         if progress:
-            progress(done, total)
+            progress(*units)
 
-    try:
-        _run_units(cfg, vocab, out, first, second, tick)
-        shutil.rmtree(out / SPILL, ignore_errors=True)
-        manifest = build_manifest(cfg, records, time.perf_counter() - t0)
-        manifest["generation_peak_rss_mb"] = {"largest_worker": round(worker_peak, 1),
-                                              "parent": round(peak_rss_mb(), 1)}
-        manifest["generation_arrow_pool"] = sorted(pools)  # the Arrow allocator of the units
-        write_manifest(out, manifest)
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        # What was written is a fraction of a lake that no command can use: the room it
-        # takes goes back (the directory was emptied or made by this call).
-        written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-        shutil.rmtree(out, ignore_errors=True)
-        raise OutOfRoom(out, written, done, total) from None
-    (out / UNFINISHED).unlink()
+    _run_units(cfg, vocab, out, first, second, tick)
+    shutil.rmtree(out / SPILL, ignore_errors=True)
+    manifest = build_manifest(cfg, records, time.perf_counter() - t0)
+    manifest["generation_peak_rss_mb"] = {"largest_worker": round(worker_peak, 1),
+                                          "parent": round(peak_rss_mb(), 1)}
+    manifest["generation_arrow_pool"] = sorted(pools)  # the Arrow allocator the units ran on
+    write_manifest(out, manifest)
     return manifest
+
+
+class GenerationStopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while a lake was written; the partial lake has been removed."""
+
+    def __init__(self, out: Path, exit_code: int) -> None:
+        super().__init__(f"interrupted: the partial lake was removed ({out})")
+        self.exit_code = exit_code
 
 
 class OutOfRoom(Exception):
@@ -549,15 +593,28 @@ def _run_units(cfg: LakeConfig, vocab: Vocab, out: Path, first: list[Unit],
         try:
             ctx = mp.get_context("spawn")
             with _main_module_hidden(), ProcessPoolExecutor(
-                    cfg.n_workers, mp_context=ctx, initializer=_init_worker,
+                    cfg.n_workers, mp_context=ctx, initializer=_init_pool_worker,
                     initargs=(cfg, vocab, str(out))) as pool:
-                _schedule(pool, first, second, cfg.n_workers, tick)
+                try:
+                    _schedule(pool, first, second, cfg.n_workers, tick)
+                except BaseException:
+                    _stop_workers(pool)
+                    raise
         finally:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """After a failure or Ctrl-C: queued units never start and running ones stop at once
+    (the partial lake they write into is about to be removed)."""
+    workers = getattr(pool, "_processes", None) or {}  # pid -> Process (CPython's executor)
+    for proc in list(workers.values()):
+        proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def mark_unfinished(out: Path) -> None:

@@ -56,8 +56,9 @@ def generate(
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out")] = False,
 ) -> None:
     """Generate a synthetic voice-assistant lake (nine tables, Parquet, Hive-partitioned)."""
-    from generators.lake import OutOfRoom
+    from generators.lake import GenerationStopped, OutOfRoom
     from generators.lake import generate as run
+    from pipeline.signals import terminate_as_interrupt
 
     try:
         cfg = LakeConfig(sf=sf, seed=seed, layout=layout,
@@ -78,9 +79,15 @@ def generate(
             bar.update(task, completed=done, total=total)
 
         try:
-            manifest = run(cfg, out, force=force, progress=progress)
+            with terminate_as_interrupt():
+                manifest = run(cfg, out, force=force, progress=progress)
         except OutOfRoom as e:
             raise fail(str(e), code=1) from None
+        except GenerationStopped as e:
+            raise fail(str(e), code=e.exit_code) from None
+        except (KeyboardInterrupt, SystemExit) as e:  # before anything was written
+            code = e.code if isinstance(e, SystemExit) else 130
+            raise fail("interrupted: nothing was written", code=code) from None
     seconds = time.perf_counter() - t0
     rows = sum(t["rows"] for t in manifest["tables"].values())
     replica_rows = sum(t["replica_rows"] for t in manifest["tables"].values())

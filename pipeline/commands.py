@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from rich.table import Table
 
 from pipeline.intake import ErasureRequest, RequestError, parse_ids, read_request
 from pipeline.lake import Lake, LakeError
+from pipeline.signals import terminate_as_interrupt
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -171,7 +171,7 @@ def scrub(
         return
     with phase_progress("resolve") as progress:
         try:
-            with _terminate_as_interrupt():  # SIGTERM stops between files, as Ctrl-C does
+            with terminate_as_interrupt():  # SIGTERM stops between files, as Ctrl-C does
                 outcome = run_scrub(the_lake, request, strategy, workers=workers,
                                     verify=verify, receipt_path=receipt, progress=progress)
         except JobInterrupted as e:
@@ -227,24 +227,6 @@ def list_strategies() -> None:
               "scrub --logical-only, then purge")
 
 
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises SystemExit(143) in the main thread, so `finally` blocks run (the default
-    action ends the process on the spot)."""
-    def stop(signum: int, frame: object) -> None:  # noqa: ARG001 (a signal handler's signature)
-        raise SystemExit(128 + signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (an embedding program): leave its handler be
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def audit(
     lake: Annotated[Path, typer.Option(help="Lake root")],
     customers: Annotated[Path | None, typer.Option(help="Request file of customer ids")] = None,
@@ -274,7 +256,7 @@ def audit(
     except (RequestError, LakeError) as e:
         raise _fail(str(e)) from None
     try:
-        with _terminate_as_interrupt():  # SIGTERM unwinds: the unpacked copies are removed
+        with terminate_as_interrupt():  # SIGTERM unwinds: the unpacked copies are removed
             report = run_audit(the_lake, request.ids, workers or os.cpu_count() or 1,
                                names=names)
     except (LakeError, UnpackError) as e:  # e.g. a table-format lake that was moved or copied

@@ -5,6 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,7 @@ from generators.schemas import FACT_TABLES, TABLES
 from pipeline.cli import app
 
 SMALL = dict(sf=0.005, days=5, seed=7)  # the conftest lakes
+REPO = Path(__file__).resolve().parents[2]
 
 
 def manifest(lake: Path) -> dict:
@@ -326,3 +331,59 @@ def test_a_full_disk_removes_the_partial_lake(tmp_path: Path,
     assert "no space left" in result.output and "the whole lake needs about" in result.output
     assert not out.exists()  # no partial lake, no temp file
     assert not writer._OPEN  # every writer the failed unit held was closed
+
+
+def test_an_interrupted_run_removes_the_partial_lake(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    write, calls = writer.TableFile.write, []
+
+    def interrupted(self, t):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) > 40:
+            raise KeyboardInterrupt
+        return write(self, t)
+
+    monkeypatch.setattr(writer.TableFile, "write", interrupted)
+    out = tmp_path / "lake"
+    result = CliRunner().invoke(app, ["generate", "--out", str(out), "--sf", "0.002",
+                                      "--days", "3", "--workers", "1"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted: the partial lake was removed" in result.output
+    assert not out.exists() and not writer._OPEN
+
+
+def _session_members(sid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # fields after the name: state, ppid, pgrp, session
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_workers_do_not_outlive_a_stopped_run(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C to the process group (workers ignore it: the parent stops them), or the parent
+    alone killed outright (workers notice and exit): no worker is left waiting for work."""
+    out = tmp_path / "lake"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "generate", "--out", str(out),
+                             "--sf", "0.02", "--workers", "2"], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(out.glob("*/*/*/*/*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # wait until the workers are writing
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # as a terminal's Ctrl-C
+    else:
+        os.kill(proc.pid, sig)  # the parent alone
+    _, err = proc.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, err[-2000:]
+        assert "interrupted: the partial lake was removed" in err and not out.exists()
+    deadline = time.monotonic() + 20
+    while _session_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _session_members(proc.pid) == [], "worker processes outlived the run"

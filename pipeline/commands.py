@@ -176,6 +176,11 @@ def scrub(
                                     verify=verify, receipt_path=receipt, progress=progress)
         except JobInterrupted as e:
             raise _fail(str(e), code=e.exit_code) from None
+        except (KeyboardInterrupt, SystemExit) as e:  # before or after the files' rewrites
+            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+            raise _fail("interrupted: if the job had started it is unfinished (every file "
+                        "whole, old or new); re-run the same command to finish it",
+                        code=code) from None
         except UnreadableFiles as e:
             # after the job started, the lake is half done until it finishes: exit 1
             raise _fail(str(e), code=2 if e.job is None else 1) from None
@@ -189,9 +194,10 @@ def scrub(
         except OSError as e:
             if not out_of_room(e):
                 raise
-            raise _fail(f"the lake's filesystem is full ({e}): the job stopped with every file "
-                        "whole, old or new; free some space and re-run the same command to "
-                        "finish it", code=1) from None
+            where = f"the filesystem of {e.filename}" if e.filename else "the lake's filesystem"
+            raise _fail(f"{where} is full ({e.strerror or e}): the job stopped with every "
+                        "file whole, old or new; free some space and re-run the same command "
+                        "to finish it", code=1) from None
     r = outcome.receipt
     if outcome.already_done:
         out.print(f"job {r['job_id']} already finished on {r['finished_at']} "

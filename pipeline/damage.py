@@ -12,8 +12,10 @@ the failure was the job's own and is raised as it was.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.lake import LakeError
@@ -53,27 +55,46 @@ class UnreadableFiles(LakeError):
         super().__init__("\n".join(lines))
 
 
+# Failures of the machine, not of a file: no file is to blame, so none is named.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+                      errno.EAGAIN, errno.EINTR}
+
+
+def environmental(exc: BaseException) -> bool:
+    """Out of memory, of file descriptors, of room: the job's surroundings, not a file."""
+    return isinstance(exc, MemoryError | pa.ArrowMemoryError) or (
+        isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS) or out_of_room(exc)
+
+
 def read_failure(path: Path) -> str | None:
-    """What reading the whole file raises ("Type: message"), or None when it reads."""
+    """What reading the whole file raises ("Type: message"), or None when it reads: every
+    column of every row group, checked in full (string columns' UTF-8 included, which the
+    DuckDB and Polars readers reject and pyarrow's decoder alone does not). Errors of the
+    machine (see `environmental`) are raised, not returned."""
     try:
         pf = pq.ParquetFile(str(path), page_checksum_verification=True)
         try:
             for i in range(pf.metadata.num_row_groups):
-                pf.read_row_group(i, use_threads=False)
+                pf.read_row_group(i, use_threads=False).validate(full=True)
         finally:
             pf.close()
-    except Exception as e:  # noqa: BLE001 (any reader error is the file's)
+    except Exception as e:  # noqa: BLE001 (any reader error is the file's, unless ...)
+        if environmental(e):
+            raise
         return f"{type(e).__name__}: {' '.join(str(e).split())}"
     return None
 
 
-def as_damage(exc: Exception, root: Path, path: str) -> Exception:
+def as_damage(exc: BaseException, root: Path, path: str) -> BaseException:
     """`exc`, raised while planning or rewriting the data file at `path`: an UnreadableFile
     when the file itself cannot be read, else `exc` (with a note naming the file, unless the
-    disk is full: then no file is to blame)."""
-    if isinstance(exc, UnreadableFile) or out_of_room(exc):
+    machine is to blame: see `environmental`)."""
+    if isinstance(exc, UnreadableFile) or environmental(exc):
         return exc
-    cause = read_failure(root / path)
+    try:
+        cause = read_failure(root / path)
+    except Exception:  # noqa: BLE001 (the machine failed the check too: not the file's)
+        return exc
     if cause is not None:
         return UnreadableFile(path, cause)
     exc.add_note(f"(while scrubbing {path}, which reads without error)")

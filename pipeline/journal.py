@@ -8,11 +8,13 @@ kept only while the job runs and deleted when it finishes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import secrets
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +89,8 @@ class Journal:
         self.root = root
         self.job_id = job_id
         self.dir = root / SCRUB_DIR / job_id
-        self._log = None
+        self._log: int | None = None  # the journal's file descriptor, once opened to append
+        self._log_lock = threading.Lock()
 
     @classmethod
     def for_request(cls, root: Path, ids: np.ndarray, create: bool = True,
@@ -152,26 +155,45 @@ class Journal:
         out: dict[str, dict] = {}
         path = self.dir / "journal.jsonl"
         if path.exists():
-            for line in path.read_text().splitlines():
+            for line in path.read_text(errors="replace").splitlines():
                 try:
                     e = json.loads(line)
                 except json.JSONDecodeError:
-                    break  # a torn last line from a crash: ignore it
+                    continue  # a line torn by a crash: the lines after it still count
                 out[e["path"]] = {**out.get(e["path"], {}), **e}
         return out
 
     def log(self, entry: dict) -> None:
-        """Append an entry. Not fsynced: the journal speeds up a resume but correctness never
-        depends on it (a file's row count tells whether it is the old or the new version)."""
-        if self._log is None:
-            self._log = open(self.dir / "journal.jsonl", "a")  # noqa: SIM115
-        self._log.write(json.dumps(entry) + "\n")
-        self._log.flush()
+        """Append an entry, whole or not at all. Not fsynced: the journal speeds up a resume
+        but correctness never depends on it (a file's row count tells whether it is the old or
+        the new version)."""
+        line = (json.dumps(entry) + "\n").encode()
+        with self._log_lock:
+            if self._log is None:
+                self._log = self._open_log()
+            start = os.lseek(self._log, 0, os.SEEK_END)
+            try:
+                if os.write(self._log, line) != len(line):
+                    raise OSError(errno.ENOSPC, "short write to the scrub journal")
+            except BaseException:
+                os.ftruncate(self._log, start)  # no half line for the next entry to follow
+                raise
+
+    def _open_log(self) -> int:
+        """The journal opened to append, a torn last line (a crash mid-write) cut off first:
+        an entry appended to it would be lost with it."""
+        path = self.dir / "journal.jsonl"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            os.ftruncate(fd, end)
+        return fd
 
     def finish(self, receipt: dict) -> None:
         """Mark done and drop everything that names a raw key."""
         if self._log is not None:
-            self._log.close()
+            os.close(self._log)
             self._log = None
         _write_durably(self.dir / "done.json", json.dumps(receipt, indent=1).encode())
         for p in self.dir.glob("keys-*.parquet"):

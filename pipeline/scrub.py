@@ -31,7 +31,6 @@ import pyarrow as pa
 
 from pipeline import strategies
 from pipeline.commit import (
-    CommitError,
     check_rewrite,
     commit_rewrite,
     file_identity,
@@ -351,9 +350,11 @@ class _Execution:
         file that cannot be read raises UnreadableFile (see pipeline.damage)."""
         try:
             return self._one(f, rules, subject_cols, fp, entry)
-        except CommitError:
-            raise  # the new file's fault, not the source's: the job stops
-        except Exception as e:  # noqa: BLE001 (classified, then raised)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 (classified, then raised; e.g. a Polars
+            # PanicException is a BaseException. A CommitError is the new file's fault
+            # unless the source cannot be read: an engine may stop early on a damaged file.)
             damage = as_damage(e, self.lake.root, f.path)
             if damage is e:
                 raise
@@ -439,12 +440,12 @@ class _Execution:
             crashpoint("before_rewrite")
             try:
                 result = self.strategy.rewrite(task)
-            except Exception:
-                task.dst.unlink(missing_ok=True)  # whatever the engine left of it
+                check_rewrite(fp, task, result, self.deep)
+            except BaseException:
+                task.dst.unlink(missing_ok=True)  # whatever the engine or the checks left
                 raise
         finally:
             source.close()
-        check_rewrite(fp, task, result, self.deep)
         crashpoint("before_rename")
         commit_rewrite(self.lake.root, fp, task, result, self.journal)
         return result

@@ -3,16 +3,21 @@ restored, the same command finishes the job as if nothing had happened."""
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from generators.config import LakeConfig
 from generators.lake import generate
+from pipeline import damage as damage_module
+from pipeline import scrub as scrub_module
 from pipeline.cli import app
 from pipeline.damage import read_failure
 from pipeline.intake import parse_ids
@@ -150,3 +155,41 @@ def test_page_checksums_stop_a_flipped_byte_from_being_rewritten(
     assert result.exit_code == 1, result.output
     out = " ".join(result.output.split())
     assert f"{rel}: OSError: could not verify page integrity, CRC checksum" in out
+
+
+@pytest.mark.parametrize("error", [OSError(errno.EMFILE, "Too many open files"),
+                                   MemoryError(), pa.ArrowMemoryError("malloc of 1 GiB failed")])
+def test_a_machine_failure_names_no_file(date_src: Path, tmp_path: Path, error: Exception,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of file descriptors or memory, in the rewrite and in the check of its source alike:
+    not a damaged file to restore."""
+    lake = snapshot(date_src, tmp_path / "lake")
+
+    def fails(*_: object, **__: object) -> None:
+        raise error
+
+    monkeypatch.setattr(ArrowRewrite, "rewrite", fails)
+    monkeypatch.setattr(damage_module.pq, "ParquetFile", fails)
+    with pytest.raises(type(error)):
+        run_scrub(Lake.open(lake), parse_ids(IDS), "arrow", workers=2)
+
+
+def test_a_check_that_fails_leaves_no_temp_file(date_src: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+
+    def broken_check(*_: object) -> None:
+        raise RuntimeError("the check broke")
+
+    monkeypatch.setattr(scrub_module, "check_rewrite", broken_check)
+    with pytest.raises(RuntimeError, match="the check broke"):
+        run_scrub(Lake.open(lake), parse_ids(IDS), "arrow", workers=2)
+    assert not [p for p in lake.rglob("*") if p.name.endswith(".tmp")], "temp files survived"
+
+
+def test_invalid_utf8_is_a_read_failure(tmp_path: Path) -> None:
+    """pyarrow decodes it; DuckDB and Polars refuse it: the full check must see it."""
+    bad = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(
+        np.array([0, 2], np.int32).tobytes()), pa.py_buffer(b"\xff\xfe")])
+    pq.write_table(pa.table({"s": bad}), tmp_path / "bad.parquet")
+    assert "Invalid UTF8" in read_failure(tmp_path / "bad.parquet")

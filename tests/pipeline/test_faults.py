@@ -112,3 +112,25 @@ def test_stopped_by_signal_between_files(sig: str, code: int, date_src: Path, tm
     assert 3 <= committed < len(reference[0]) // 2  # stopped soon, not at the end of a wave
     assert not [p for p in lake.rglob("*") if p.name.endswith(".tmp")], "temp files survived"
     finish_and_compare(lake, reference)
+
+
+def test_torn_journal_line(date_src: Path, tmp_path: Path, reference: tuple[dict, dict]) -> None:
+    """A crash that tears the journal's last line (a full disk, a power cut): the resumed
+    job appends after a clean line, so nothing it writes is lost with the torn one."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    killed_at(lake, ("after_rename", 5))
+    (log,) = lake.glob("_scrub/*/journal.jsonl")
+    data = log.read_bytes()
+    log.write_bytes(data[:-9])  # the last entry cut mid-line
+    finish_and_compare(lake, reference)
+
+
+@pytest.mark.parametrize("point", ["resolved", "planned", "after_manifest"])
+def test_stopped_by_signal_outside_the_rewrites(point: str, date_src: Path, tmp_path: Path,
+                                                reference: tuple[dict, dict]) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    env = {**os.environ, "VOICESCRUB_CRASH_AT": f"{point}:1:INT"}
+    proc = subprocess.run(scrub_cmd(lake), env=env, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "re-run the same command to finish it" in " ".join(proc.stderr.split())
+    finish_and_compare(lake, reference)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline import journal
 from pipeline.cli import app
-from pipeline.journal import KEY_FILE, lake_secret
+from pipeline.journal import KEY_FILE, Journal, lake_secret
 from pipeline.lake import SCRUB_DIR, LakeError
 from tests.pipeline.conftest import lake_digest, snapshot
 
@@ -52,3 +53,34 @@ def test_a_damaged_key_is_refused(date_src: Path, tmp_path: Path, text: str) -> 
     result = runner.invoke(app, ["scrub", "--lake", str(lake), "--ids", "2,3"])
     assert result.exit_code == 2 and "is not a receipt key" in result.output
     assert lake_digest(lake) == before
+
+
+def test_a_torn_line_loses_nothing_after_it(tmp_path: Path) -> None:
+    j = Journal(tmp_path, "job")
+    j.dir.mkdir(parents=True)
+    j.log({"path": "a", "state": "planned"})
+    os.close(j._log)
+    with open(j.dir / "journal.jsonl", "a") as fh:
+        fh.write('{"path": "a", "state": "comm')  # a crash mid-line
+    again = Journal(tmp_path, "job")
+    again.log({"path": "b", "state": "committed"})
+    assert again.entries() == {"a": {"path": "a", "state": "planned"},
+                               "b": {"path": "b", "state": "committed"}}
+    # and a torn line in the middle (an older journal) does not hide the lines after it
+    (j.dir / "journal.jsonl").write_text('{"path": "a"}\n{"pa\n{"path": "c"}\n')
+    assert set(Journal(tmp_path, "job").entries()) == {"a", "c"}
+
+
+def test_a_short_write_leaves_no_half_line(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    j = Journal(tmp_path, "job")
+    j.dir.mkdir(parents=True)
+    j.log({"path": "a", "state": "planned"})
+    real_write = os.write
+    monkeypatch.setattr(journal.os, "write", lambda fd, data: real_write(fd, data[:7]))
+    with pytest.raises(OSError, match="short write"):
+        j.log({"path": "b", "state": "committed"})
+    monkeypatch.undo()
+    j.log({"path": "c", "state": "committed"})
+    assert (j.dir / "journal.jsonl").read_text().count("\n") == 2
+    assert set(j.entries()) == {"a", "c"}

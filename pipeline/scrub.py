@@ -47,6 +47,7 @@ from pipeline.plan import FilePlan, Planner, Rule
 from pipeline.receipt import build_receipt, write_receipt, write_receipt_copy
 from pipeline.resolve import resolve_keys
 from pipeline.room import check_room, check_writable
+from pipeline.signals import StopRequest, stop_requests
 from pipeline.strategies.base import RewriteResult, RewriteTask
 
 Progress = Callable[[str, int, int], None]
@@ -287,15 +288,13 @@ class _Execution:
                 tasks.append((f, rules, subject_cols, plan, entries.get(f.path)))
         plans: list[FilePlan | None] = [None] * len(tasks)
         results: dict[str, RewriteResult] = {}
-        with ThreadPoolExecutor(self.workers) as pool:
-            try:
-                unreadable = self._run_waves(pool, tasks, waves, plans, results)
-            except (KeyboardInterrupt, SystemExit) as stop:
+        with ThreadPoolExecutor(self.workers) as pool, stop_requests() as stop:
+            unreadable = self._run_waves(pool, tasks, waves, plans, results, stop)
+            if stop.signum is not None:
                 # Ctrl-C or SIGTERM: the files in flight finish (each is whole, old or new),
                 # no other starts, and the journal lets the same command finish the job.
                 pool.shutdown(wait=True, cancel_futures=True)
-                code = stop.code if isinstance(stop, SystemExit) else 130
-                raise JobInterrupted(self.journal.job_id, self._committed(), code) from None
+                raise JobInterrupted(self.journal.job_id, self._committed(), 128 + stop.signum)
         if unreadable:
             raise UnreadableFiles(unreadable, self._committed(), self.journal.job_id)
         present = np.array(sorted(self.present), np.int64)
@@ -306,10 +305,10 @@ class _Execution:
         return sum(e["state"] == "committed" for e in self.journal.entries().values())
 
     def _run_waves(self, pool: ThreadPoolExecutor, tasks: list[tuple], waves: list[list[int]],
-                   plans: list[FilePlan | None], results: dict[str, RewriteResult]
-                   ) -> list[UnreadableFile]:
-        """Run every task, a wave at a time, into `plans` and `results`; returns the files that
-        could not be read (the other files went on)."""
+                   plans: list[FilePlan | None], results: dict[str, RewriteResult],
+                   stop: StopRequest) -> list[UnreadableFile]:
+        """Run every task, a wave at a time, into `plans` and `results`, until done or `stop`
+        is requested; returns the files that could not be read (the other files went on)."""
         unreadable: list[UnreadableFile] = []
         done = 0
         if self.progress:
@@ -322,8 +321,9 @@ class _Execution:
             futures = {pool.submit(run, *tasks[k]): k for k in wave}
             pending = set(futures)
             while pending:
-                # short naps: a signal handed to a worker thread never wakes a main thread
-                # blocked on a lock, so Ctrl-C would otherwise wait for the whole wave
+                if stop.signum is not None:
+                    return unreadable
+                # short naps, so a stop request is seen within 0.2 s
                 finished, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
                 for fut in finished:
                     exc = fut.exception()

@@ -23,3 +23,32 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class StopRequest:
+    """Set by Ctrl-C or SIGTERM (see `stop_requests`): the signal's number, else None."""
+
+    signum: int | None = None
+
+
+@contextmanager
+def stop_requests() -> Iterator[StopRequest]:
+    """Ctrl-C and SIGTERM only set `signum` on the request while the block runs: a loop that
+    checks it stops where it chooses. Raising from the handler instead can land inside a lock
+    a library holds (a future's, mid-`wait`) and leave it held, so the workers block on it
+    and the shutdown that follows waits for them forever."""
+    request = StopRequest()
+
+    def note(signum: int, frame: object) -> None:  # noqa: ARG001 (a signal handler's signature)
+        request.signum = signum
+
+    try:
+        previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not this code's to take
+        yield request
+        return
+    try:
+        yield request
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -217,7 +217,10 @@ def _stats_range(stats, np_keys: np.ndarray | None, sorted_py: list | None
     them; None without statistics (any key may)."""
     if stats is None or not stats.has_min_max:
         return None
-    lo, hi = stats.min, stats.max
+    try:
+        lo, hi = stats.min, stats.max
+    except (ValueError, pa.ArrowException):  # e.g. a damaged string bound pyarrow cannot decode
+        return None  # unusable statistics: the column is read
     exact = True
     if isinstance(lo, bytes):
         try:

@@ -42,3 +42,22 @@ def test_integer_keys_beyond_float_precision_match_beside_nulls() -> None:
     assert match_np(col, key_array([big])).tolist() == [True, False, False, False]
     assert match_np(col, key_array([-2**63])).tolist() == [False, False, False, False]
     assert match_np(col, key_array([2**63 - 1])).tolist() == [False, False, False, True]
+
+
+def test_statistics_that_cannot_be_decoded_are_not_used() -> None:
+    """A damaged string bound in a footer (pyarrow raises decoding it): the row group's key
+    column is read instead of the plan failing."""
+    from pipeline.plan import _stats_may_hold, _stats_range
+
+    class Damaged:
+        has_min_max = True
+
+        @property
+        def min(self) -> str:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+        max = min
+
+    keys = ["amzn1.ask.account.1"]
+    assert _stats_range(Damaged(), None, keys) is None
+    assert _stats_may_hold(Damaged(), None, keys)

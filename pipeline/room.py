@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from pathlib import Path
 
 from pipeline.lake import SCRUB_DIR, Lake, LakeError
 
@@ -23,17 +24,39 @@ def out_of_room(exc: BaseException) -> bool:
 
 
 def check_room(lake: Lake, files_in_flight: int) -> None:
-    """Refuse a job, before it writes anything, when the lake's filesystem has less room than
-    its `files_in_flight` largest data files (each new file is written beside its old one, and
-    the old one's space is freed by the rename) plus SLACK."""
-    sizes = sorted((f.bytes for t in lake.tables() for f in lake.files(t)), reverse=True)
-    needed = sum(sizes[:max(1, files_in_flight)]) + SLACK
-    free = shutil.disk_usage(lake.root).free
-    if free < needed:
-        raise LakeError(
-            f"the lake's filesystem has {free / 1e6:,.1f} MB free; a scrub writes each new "
-            f"file beside its old one, and {files_in_flight} file(s) in flight (--workers) "
-            f"need up to {needed / 1e6:,.1f} MB: free some space or lower --workers")
+    """Refuse a job, before it writes anything, when a filesystem of the lake has less room
+    than its `files_in_flight` largest data files there (each new file is written beside its
+    old one, and the old one's space is freed by the rename), plus SLACK where the lake's
+    root is (its `_scrub/`). Tables may live on other filesystems (symlinked directories)."""
+    root_dev = os.stat(lake.root).st_dev
+    sizes: dict[int, list[int]] = {root_dev: []}
+    where: dict[int, Path] = {root_dev: lake.root}
+    devices: dict[Path, int] = {}
+    for path, size in _data_files(lake):
+        dev = devices.get(path.parent)
+        if dev is None:
+            dev = devices[path.parent] = os.stat(path.parent).st_dev
+        sizes.setdefault(dev, []).append(size)
+        where.setdefault(dev, path.parent)
+    for dev, held in sizes.items():
+        needed = sum(sorted(held, reverse=True)[:max(1, files_in_flight)])
+        needed += SLACK if dev == root_dev else 0
+        free = shutil.disk_usage(where[dev]).free
+        if free < needed:
+            raise LakeError(
+                f"the filesystem of {where[dev]} has {free / 1e6:,.1f} MB free; a scrub "
+                f"writes each new file beside its old one, and {files_in_flight} file(s) in "
+                f"flight (--workers) need up to {needed / 1e6:,.1f} MB there: free some space "
+                "or lower --workers")
+
+
+def _data_files(lake: Lake) -> list[tuple[Path, int]]:
+    """Every data file and its size, without reading footers (a lake without a manifest
+    lists its files by reading each one's)."""
+    if lake.manifest is not None:
+        return [(lake.root / f.path, f.bytes) for t in lake.tables() for f in lake.files(t)]
+    return [(p, p.stat().st_size) for t in lake.tables()
+            for p in sorted((lake.root / t).rglob("*.parquet"))]
 
 
 def check_writable(lake: Lake) -> None:
@@ -42,8 +65,7 @@ def check_writable(lake: Lake) -> None:
     if os.statvfs(lake.root).f_flag & os.ST_RDONLY:
         raise LakeError(f"{lake.root} is on a read-only filesystem: a scrub rewrites files "
                         "where they are (--dry-run and `voicescrub audit` only read)")
-    dirs = {lake.root} | {(lake.root / f.path).parent for t in lake.tables()
-                          for f in lake.files(t)}
+    dirs = {lake.root} | {path.parent for path, _ in _data_files(lake)}
     if (lake.root / SCRUB_DIR).is_dir():
         dirs.add(lake.root / SCRUB_DIR)
     denied = sorted(d for d in dirs if not os.access(d, os.W_OK | os.X_OK))

@@ -313,20 +313,27 @@ def test_force_replaces_what_a_crashed_run_left(tmp_path: Path) -> None:
         check_output(out, force=True)
 
 
-def test_a_full_disk_removes_the_partial_lake(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def _generate_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      error: BaseException) -> tuple[Path, object]:
+    """`generate` in-process (one worker) whose 41st table write raises `error`."""
     write, calls = writer.TableFile.write, []
 
-    def fills_up(self, t):  # noqa: ANN001, ANN202
+    def failing(self, t):  # noqa: ANN001, ANN202
         calls.append(1)
         if len(calls) > 40:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise error
         return write(self, t)
 
-    monkeypatch.setattr(writer.TableFile, "write", fills_up)
+    monkeypatch.setattr(writer.TableFile, "write", failing)
     out = tmp_path / "lake"
-    result = CliRunner().invoke(app, ["generate", "--out", str(out), "--sf", "0.002",
-                                      "--days", "3", "--workers", "1"])
+    return out, CliRunner().invoke(app, ["generate", "--out", str(out), "--sf", "0.002",
+                                         "--days", "3", "--workers", "1"])
+
+
+def test_a_full_disk_removes_the_partial_lake(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    out, result = _generate_failing(tmp_path, monkeypatch,
+                                    OSError(errno.ENOSPC, "No space left on device"))
     assert result.exit_code == 1, result.output
     assert "no space left" in result.output and "the whole lake needs about" in result.output
     assert not out.exists()  # no partial lake, no temp file
@@ -335,18 +342,7 @@ def test_a_full_disk_removes_the_partial_lake(tmp_path: Path,
 
 def test_an_interrupted_run_removes_the_partial_lake(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    write, calls = writer.TableFile.write, []
-
-    def interrupted(self, t):  # noqa: ANN001, ANN202
-        calls.append(1)
-        if len(calls) > 40:
-            raise KeyboardInterrupt
-        return write(self, t)
-
-    monkeypatch.setattr(writer.TableFile, "write", interrupted)
-    out = tmp_path / "lake"
-    result = CliRunner().invoke(app, ["generate", "--out", str(out), "--sf", "0.002",
-                                      "--days", "3", "--workers", "1"])
+    out, result = _generate_failing(tmp_path, monkeypatch, KeyboardInterrupt())
     assert result.exit_code == 130, result.output
     assert "interrupted: the partial lake was removed" in result.output
     assert not out.exists() and not writer._OPEN

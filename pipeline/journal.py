@@ -7,7 +7,6 @@ kept only while the job runs and deleted when it finishes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -71,8 +70,13 @@ def _create_key(path: Path) -> None:
             fh.write(secrets.token_hex(KEY_DIGITS // 2))
             fh.flush()
             os.fsync(fh.fileno())
-        with contextlib.suppress(FileExistsError):  # another process made one first
-            os.link(tmp, path)
+        try:
+            os.link(tmp, path)  # fails if another process made one first: theirs is the key
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links (FAT, some FUSE mounts)
+            if not path.exists():  # jobs hold the lake's lock: no other makes one meanwhile
+                os.replace(tmp, path)
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)

@@ -84,3 +84,14 @@ def test_a_short_write_leaves_no_half_line(tmp_path: Path,
     j.log({"path": "c", "state": "committed"})
     assert (j.dir / "journal.jsonl").read_text().count("\n") == 2
     assert set(j.entries()) == {"a", "c"}
+
+
+def test_key_on_a_filesystem_without_hard_links(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_links(*_: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(journal.os, "link", no_links)
+    key = lake_secret(tmp_path)
+    assert len(key) == 64 and lake_secret(tmp_path) == key
+    assert [p.name for p in (tmp_path / SCRUB_DIR).iterdir()] == [KEY_FILE]

@@ -19,7 +19,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.lake import LakeError
-from pipeline.room import out_of_room
 
 SHOWN = 10  # files named in a message; the rest are counted
 
@@ -55,7 +54,8 @@ class UnreadableFiles(LakeError):
         super().__init__("\n".join(lines))
 
 
-# Failures of the machine, not of a file: no file is to blame, so none is named.
+# Failures of the machine, not of a file: no file is to blame, so none is named (a full disk
+# among them: see pipeline.room).
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM,
                       errno.EAGAIN, errno.EINTR}
 
@@ -63,7 +63,7 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, er
 def environmental(exc: BaseException) -> bool:
     """Out of memory, of file descriptors, of room: the job's surroundings, not a file."""
     return isinstance(exc, MemoryError | pa.ArrowMemoryError) or (
-        isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS) or out_of_room(exc)
+        isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS)
 
 
 def read_failure(path: Path) -> str | None:

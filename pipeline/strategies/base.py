@@ -9,15 +9,17 @@ so a scrubbed lake is encoded like the generated one whichever engine ran.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from generators.writer import open_writer
+from pipeline.damage import engine_failure
 from pipeline.faults import crashpoint
 from pipeline.lake import fsync_path
 from pipeline.plan import Rule, match_np
@@ -130,6 +132,31 @@ class Sink:
             self.writer.close()
         finally:
             self.task.dst.unlink(missing_ok=True)
+
+
+T = TypeVar("T")
+
+
+def engine_batches(engine: str, open_reader: Callable[[], Iterable[T]],
+                   refusal: Callable[[BaseException], bool]) -> Iterator[T]:
+    """The batches an engine reads from a source. An error of a kind the engine's reader
+    raises on data it cannot decode (`refusal`) is the engine refusing the file
+    (EngineRefused, see pipeline.damage), unless the machine is to blame; any other error
+    (a query the engine rejects) is raised as it is, and so is what the consumer of the
+    batches raises (the writer)."""
+    batches = None
+    while True:
+        try:
+            if batches is None:
+                batches = iter(open_reader())
+            batch = next(batches)
+        except StopIteration:
+            return
+        except BaseException as e:  # noqa: BLE001 (a Polars panic is a BaseException)
+            if refusal(e):
+                raise engine_failure(engine, e) from e
+            raise
+        yield batch
 
 
 def erase_mask_np(data: pa.Table | pa.RecordBatch, task: RewriteTask) -> np.ndarray:

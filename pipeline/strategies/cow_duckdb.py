@@ -8,7 +8,13 @@ import threading
 import duckdb
 import pyarrow as pa
 
-from pipeline.strategies.base import RewriteResult, RewriteTask, Sink, Strategy
+from pipeline.strategies.base import (
+    RewriteResult,
+    RewriteTask,
+    Sink,
+    Strategy,
+    engine_batches,
+)
 
 BATCH_ROWS = 65_536
 _local = threading.local()
@@ -45,8 +51,10 @@ class DuckDBRewrite(Strategy):
                f"WHERE NOT coalesce(({where}), false)")
         sink = Sink(task, result)
         try:
-            reader = con.execute(sql, {"path": str(task.src)}).to_arrow_reader(BATCH_ROWS)
-            for batch in reader:
+            def reader() -> pa.RecordBatchReader:
+                return con.execute(sql, {"path": str(task.src)}).to_arrow_reader(BATCH_ROWS)
+
+            for batch in engine_batches("DuckDB", reader, _refusal):
                 sink.write(batch)
             sink.close()
         except BaseException:
@@ -59,6 +67,15 @@ class DuckDBRewrite(Strategy):
         result.rows_in = rows_in
         result.rows_erased = rows_in - result.rows_kept
         return result
+
+
+def _refusal(e: BaseException) -> bool:
+    """What DuckDB's Parquet reader raises on bytes it cannot decode (a damaged page header
+    raises the base class itself, "TProtocolException: Invalid data"); a binder or catalog
+    error is the query's."""
+    return type(e) is duckdb.Error or isinstance(
+        e, duckdb.InvalidInputException | duckdb.IOException | duckdb.ConversionException
+        | duckdb.SerializationException | pa.ArrowInvalid)
 
 
 STRATEGY = DuckDBRewrite

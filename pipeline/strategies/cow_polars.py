@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline.strategies.base import RewriteResult, RewriteTask, Sink, Strategy
+from pipeline.strategies.base import (
+    RewriteResult,
+    RewriteTask,
+    Sink,
+    Strategy,
+    engine_batches,
+)
 
 BATCH_ROWS = 65_536
 
@@ -25,8 +31,11 @@ class PolarsRewrite(Strategy):
         lf = pl.scan_parquet(task.src).filter(~erase)
         sink = Sink(task, result)
         try:
-            for df in lf.collect_batches(chunk_size=BATCH_ROWS, maintain_order=True,
-                                         engine="streaming"):
+            def reader():  # noqa: ANN202
+                return lf.collect_batches(chunk_size=BATCH_ROWS, maintain_order=True,
+                                          engine="streaming")
+
+            for df in engine_batches("Polars", reader, _refusal):
                 sink.write(df.to_arrow())
             sink.close()
         except BaseException:
@@ -35,6 +44,12 @@ class PolarsRewrite(Strategy):
         result.rows_in = rows_in
         result.rows_erased = rows_in - result.rows_kept
         return result
+
+
+def _refusal(e: BaseException) -> bool:
+    """What Polars' Parquet reader raises on bytes it cannot decode (a panic among them); a
+    schema or operation error is the query's."""
+    return isinstance(e, pl.exceptions.ComputeError | pl.exceptions.PanicException)
 
 
 STRATEGY = PolarsRewrite

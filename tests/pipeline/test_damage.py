@@ -22,6 +22,7 @@ from pipeline.cli import app
 from pipeline.damage import read_failure
 from pipeline.intake import parse_ids
 from pipeline.lake import Lake
+from pipeline.rowhash import row_checksum
 from pipeline.scrub import plan_scrub, run_scrub
 from pipeline.strategies.cow_arrow import ArrowRewrite
 from tests.pipeline.conftest import TINY, lake_digest, snapshot
@@ -193,3 +194,98 @@ def test_invalid_utf8_is_a_read_failure(tmp_path: Path) -> None:
         np.array([0, 2], np.int32).tobytes()), pa.py_buffer(b"\xff\xfe")])
     pq.write_table(pa.table({"s": bad}), tmp_path / "bad.parquet")
     assert "Invalid UTF8" in read_failure(tmp_path / "bad.parquet")
+
+
+def _flip_until_duckdb_refuses(lake: Path, rel: str, column: str) -> None:
+    """Flip one bit at a time in the first page header of `column` until DuckDB's reader
+    refuses the file while pyarrow still reads all of it (DuckDB checks some page-header
+    fields that pyarrow ignores); the file is written anew, never in place."""
+    import duckdb
+
+    path = lake / rel
+    original = path.read_bytes()
+    rg = pq.ParquetFile(path).metadata.row_group(0)
+    cc = next(rg.column(i) for i in range(rg.num_columns)
+              if rg.column(i).path_in_schema == column)
+    con = duckdb.connect(config={"threads": 1})
+    path.unlink()
+    for offset in range(32):
+        data = bytearray(original)
+        data[cc.data_page_offset + offset] ^= 1
+        path.write_bytes(bytes(data))
+        try:
+            con.execute("SELECT * FROM read_parquet(?)", [str(path)]).to_arrow_table()
+        except duckdb.Error:
+            if read_failure(path) is None:
+                return
+        path.unlink()
+    pytest.fail("no single-bit flip made DuckDB refuse a file pyarrow reads")
+
+
+def test_a_file_only_the_engine_refuses_is_named_and_arrow_finishes_the_job(
+        date_src: Path, tmp_path: Path) -> None:
+    reference_lake = snapshot(date_src, tmp_path / "reference")
+    run_scrub(Lake.open(reference_lake), parse_ids(IDS), "arrow", workers=2)
+    lake = snapshot(date_src, tmp_path / "lake")
+    rel = touched(lake, "transcripts")
+    _flip_until_duckdb_refuses(lake, rel, "recording_id")
+    damaged = (lake / rel).read_bytes()
+
+    result = scrub(lake, IDS, "--strategy", "duckdb")
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert "1 data file(s) cannot be read" in out
+    assert f"{rel}: DuckDB cannot read it" in out and "pyarrow reads it in full" in out
+    assert "with `--strategy arrow` to finish it" in out
+    assert "Traceback" not in result.output
+    assert (lake / rel).read_bytes() == damaged  # left as it was
+    assert not [p for p in lake.rglob("*") if p.name.endswith(".tmp")], "temp files survived"
+
+    # the same customers, another strategy: the same job, finished, the same rows kept (the
+    # files DuckDB wrote are grouped into row groups its own way, so rows are compared)
+    assert scrub(lake, IDS, "--strategy", "arrow").exit_code == 0
+    assert _rows(lake) == _rows(reference_lake)
+    assert _manifest_rows(lake) == _manifest_rows(reference_lake)
+
+
+def _manifest_rows(lake: Path) -> dict[str, tuple]:
+    m = json.loads((lake / "_lake.json").read_text())
+    return {t: (v["rows"], v["replica_rows"], sorted((f["path"], f["rows"]) for f in v["files"]))
+            for t, v in m["tables"].items()}
+
+
+def _rows(lake: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(lake).as_posix(): (pq.ParquetFile(p).metadata.num_rows,
+                                             row_checksum(pq.read_table(p)))
+            for p in sorted(lake.rglob("*.parquet")) if "_scrub" not in p.parts}
+
+
+def test_engine_batches_tells_a_refusal_from_a_query_error() -> None:
+    from pipeline.damage import EngineRefused
+    from pipeline.strategies.base import engine_batches
+
+    def failing(exc: BaseException):  # noqa: ANN202
+        def reader():  # noqa: ANN202
+            yield 1
+            raise exc
+        return reader
+
+    def refusal(e: BaseException) -> bool:
+        return isinstance(e, ValueError)
+
+    it = engine_batches("Engine", failing(ValueError("bad page header")), refusal)
+    assert next(it) == 1
+    with pytest.raises(EngineRefused, match="Engine cannot read it: ValueError: bad page"):
+        next(it)
+    # a query error is the job's own, not the file's
+    with pytest.raises(KeyError):
+        list(engine_batches("Engine", failing(KeyError("no such column")), refusal))
+    # the machine's failures, in an engine's words, are not the file's either
+    with pytest.raises(ValueError, match="Too many open files"):
+        list(engine_batches("Engine", failing(ValueError("IO Error: Too many open files")),
+                            refusal))
+    # opening the reader counts as reading
+    def refuses_to_open():  # noqa: ANN202
+        raise ValueError("not a Parquet file")
+    with pytest.raises(EngineRefused):
+        list(engine_batches("Engine", refuses_to_open, refusal))

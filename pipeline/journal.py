@@ -36,12 +36,22 @@ def _write_durably(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+MIN_ENV_KEY = 32  # characters of a key given in the environment (a hex key of 128 bits)
+
+
 def lake_secret(root: Path, create: bool = True) -> bytes | None:
     """Secret of the keyed hashes in receipts and job ids: VOICESCRUB_RECEIPT_KEY, else a
     random key made once per lake (so a receipt never reveals which ids it names).
     With create=False, None when the lake has none yet (no job can have started)."""
     env = os.environ.get("VOICESCRUB_RECEIPT_KEY")
-    if env:
+    if env is not None:
+        if len(env.strip()) < MIN_ENV_KEY:
+            # as with a cut key file: a short secret makes the hashed ids guessable
+            raise LakeError(
+                f"VOICESCRUB_RECEIPT_KEY holds {len(env.strip())} characters, fewer than "
+                f"{MIN_ENV_KEY}: with a short key anyone could recover the customer ids a "
+                "receipt hashes. Use a long random secret (e.g. `openssl rand -hex 32`), the "
+                "same for every job of the lake, or unset it to use the lake's key file")
         return env.encode()
     path = root / SCRUB_DIR / KEY_FILE
     if not path.exists():

@@ -55,6 +55,20 @@ def test_a_damaged_key_is_refused(date_src: Path, tmp_path: Path, text: str) -> 
     assert lake_digest(lake) == before
 
 
+@pytest.mark.parametrize("value", ["", "   ", "secret", "x" * 31])
+def test_a_short_key_in_the_environment_is_refused(date_src: Path, tmp_path: Path, value: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    before = lake_digest(lake)
+    monkeypatch.setenv("VOICESCRUB_RECEIPT_KEY", value)
+    result = runner.invoke(app, ["scrub", "--lake", str(lake), "--ids", "2,3"])
+    assert result.exit_code == 2, result.output
+    assert "VOICESCRUB_RECEIPT_KEY holds" in result.output
+    assert lake_digest(lake) == before
+    monkeypatch.setenv("VOICESCRUB_RECEIPT_KEY", "k" * 32)
+    assert lake_secret(lake) == b"k" * 32
+
+
 def test_a_torn_line_loses_nothing_after_it(tmp_path: Path) -> None:
     j = Journal(tmp_path, "job")
     j.dir.mkdir(parents=True)

@@ -504,29 +504,59 @@ def generate(cfg: LakeConfig, out: Path, force: bool = False,
     """Write the lake under `out` and return its manifest."""
     check_output(out, force)
     t0 = time.perf_counter()
-    existed = out.exists()
     units = [0, 0]  # done, total: what a failure reports
+    with output_or_nothing(out, lambda written: OutOfRoom(out, written, *units)):
+        mark_unfinished(out)
+        manifest = _write_lake(cfg, out, t0, units, progress)
+    (out / UNFINISHED).unlink()
+    return manifest
+
+
+# How a full disk reads in an engine's message (delta-rs, DuckDB: no errno attached)
+_FULL_DISK_TEXT = ("no space left on device", "disk quota exceeded")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """The filesystem (or the user's quota) is full, whoever raised it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, Exception) and any(t in str(exc).lower() for t in _FULL_DISK_TEXT)
+
+
+@contextmanager
+def output_or_nothing(out: Path, full: Callable[[int], Exception]) -> Iterator[None]:
+    """Empty (or create) `out` for a new lake written in the block. Whatever stops the block
+    (a failure, a full disk, Ctrl-C), what it wrote is a fraction of a lake that no command can
+    use: it goes, and `out` is left as an empty directory if it existed before, else absent.
+    A full disk raises `full(bytes written)`, Ctrl-C or SIGTERM GenerationStopped."""
+    existed = out.exists()
     try:
         if existed:
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        mark_unfinished(out)
-        manifest = _write_lake(cfg, out, t0, units, progress)
+        yield
     except BaseException as e:
-        # What was written is a fraction of a lake that no command can use (the directory
-        # was emptied or made by this call): it goes, however the run failed or was stopped.
         written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-        shutil.rmtree(out, ignore_errors=True)
+        _remove_settled(out)
         if existed:
             out.mkdir(parents=True, exist_ok=True)  # the directory the user gave, emptied
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutOfRoom(out, written, *units) from None
+        if disk_full(e):
+            raise full(written) from None
         if isinstance(e, KeyboardInterrupt | SystemExit):
-            code = e.code if isinstance(e, SystemExit) else 130
+            code = e.code if isinstance(e, SystemExit) else getattr(e, "exit_code", 130)
             raise GenerationStopped(out, code if isinstance(code, int) else 1) from None
         raise
-    (out / UNFINISHED).unlink()
-    return manifest
+
+
+def _remove_settled(out: Path, tries: int = 20, pause: float = 0.25) -> None:
+    """Remove `out`, again while it comes back: delta-rs raises a write's error while its
+    background tasks still hold buffered parts, which land after the error (measured: a full
+    disk during `convert --to delta` left files written after the first removal)."""
+    for _ in range(tries):
+        shutil.rmtree(out, ignore_errors=True)
+        time.sleep(pause)
+        if not out.exists():
+            return
 
 
 def _write_lake(cfg: LakeConfig, out: Path, t0: float, units: list[int],

@@ -67,9 +67,11 @@ def convert(
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out")] = False,
 ) -> None:
     """Load a generated lake into a table format (all tables, same rows and partitioning)."""
+    from generators.lake import GenerationStopped
     from pipeline.formats import available
-    from pipeline.formats.convert import ConvertError, check_target
+    from pipeline.formats.convert import ConvertError, ConvertOutOfRoom, check_target
     from pipeline.formats.convert import convert as run_convert
+    from pipeline.signals import terminate_as_interrupt
 
     try:
         if to not in available():
@@ -80,9 +82,17 @@ def convert(
         raise _fail(str(e)) from None
     with phase_progress("convert") as progress:
         try:
-            flake = run_convert(src, to, out_dir, force=force, progress=progress)
+            with terminate_as_interrupt():
+                flake = run_convert(src, to, out_dir, force=force, progress=progress)
         except (ConvertError, LakeError) as e:
             raise _fail(str(e)) from None
+        except ConvertOutOfRoom as e:
+            raise _fail(str(e), 1) from None
+        except GenerationStopped as e:
+            raise _fail(str(e), e.exit_code) from None
+        except (KeyboardInterrupt, SystemExit) as e:  # before anything was written
+            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+            raise _fail("interrupted: nothing was written", code) from None
     m = flake.manifest
     rows = sum(t["rows_stored"] for t in m["tables"].values())
     out.print(f"{to} lake at {out_dir}: {len(m['tables'])} tables, {rows:,} rows (replicas "

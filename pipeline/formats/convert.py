@@ -13,7 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from generators.lake import MANIFEST, UNFINISHED, check_output, mark_unfinished
+from generators.lake import (
+    MANIFEST,
+    UNFINISHED,
+    check_output,
+    mark_unfinished,
+    output_or_nothing,
+)
 from pipeline.formats import get
 from pipeline.formats.base import FORMAT_VERSION, FormatLake
 from pipeline.lake import Lake, LakeError
@@ -88,11 +94,27 @@ def check_target(out: Path, force: bool, source: Path | None = None) -> None:
                                "another: give an --out apart from the lake")
 
 
+class ConvertOutOfRoom(Exception):
+    """The disk filled while a format lake was written; the partial lake has been removed."""
+
+    def __init__(self, out: Path, fmt: str, written: int, done: int, total: int,
+                 source_bytes: int) -> None:
+        super().__init__(
+            f"no space left on the device of {out} after writing {_size(written)} of the "
+            f"{fmt} lake ({done} of {total} tables done; the source lake's data files take "
+            f"{_size(source_bytes)}, a guide to what the {fmt} lake needs). The partial lake "
+            "was removed: free some space, or convert into a filesystem with more room")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:,.2f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
+
+
 def convert(lake: Lake, fmt_name: str, out: Path, force: bool = False,
             progress: Progress | None = None) -> FormatLake:
-    """Build the format lake at `out` from the Parquet lake `lake`."""
-    import shutil
-
+    """Build the format lake at `out` from the Parquet lake `lake`. Whatever stops it (a
+    failure, a full disk: ConvertOutOfRoom, Ctrl-C: GenerationStopped), the partial lake is
+    removed (see generators.lake.output_or_nothing)."""
     if lake.manifest is None:
         raise LakeError(f"{lake.root} has no {MANIFEST}: convert needs a generated lake")
     if lake.manifest.get("format"):
@@ -102,16 +124,29 @@ def convert(lake: Lake, fmt_name: str, out: Path, force: bool = False,
     lake.validate()
     # resolved: formats that record absolute paths (Iceberg) must find them from any directory
     out = Path(out).resolve()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    mark_unfinished(out)
+    tables = list(lake.manifest["tables"])
+    done = [0]
+    source_bytes = sum(f["bytes"] for t in lake.manifest["tables"].values() for f in t["files"])
+
+    def full(written: int) -> ConvertOutOfRoom:
+        return ConvertOutOfRoom(out, fmt.name, written, done[0], len(tables), source_bytes)
+
+    with output_or_nothing(out, full):
+        mark_unfinished(out)
+        flake = _convert_tables(lake, fmt, out, tables, done, progress)
+    (out / UNFINISHED).unlink()
+    if progress:
+        progress("convert", len(tables), len(tables))
+    return flake
+
+
+def _convert_tables(lake: Lake, fmt, out: Path, tables: list[str], done: list[int],  # noqa: ANN001
+                    progress: Progress | None) -> FormatLake:
     manifest = {k: v for k, v in lake.manifest.items() if k != "tables"}
     manifest.update(format=fmt.name, format_version=FORMAT_VERSION,
                     source_lake=str(lake.root.resolve()), lineage=lake.lineage.to_json(),
                     tables={})
     flake = FormatLake(out, manifest, lake.lineage)
-    tables = list(lake.manifest["tables"])
     t_start = time.perf_counter()
     for i, table in enumerate(tables):
         if progress:
@@ -133,11 +168,9 @@ def convert(lake: Lake, fmt_name: str, out: Path, force: bool = False,
             "replica_rows": src.get("replica_rows", 0), "rows_stored": rows,
             "partition_by": partition_by, "columns": schema.names,
             "source_writer": src["writer"], "seconds": round(time.perf_counter() - t0, 3)}
+        done[0] = i + 1
     fmt.finish_conversion(flake)
     fmt.release(flake)
     manifest["conversion_seconds"] = round(time.perf_counter() - t_start, 3)
     flake.write_manifest()
-    (out / UNFINISHED).unlink()
-    if progress:
-        progress("convert", len(tables), len(tables))
     return flake

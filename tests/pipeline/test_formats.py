@@ -204,6 +204,43 @@ def test_cli_refusals(date_src: Path, tmp_path: Path) -> None:
     assert (tmp_path / "busy" / "f").read_text() == "x"
 
 
+class _EngineError(Exception):
+    """How delta-rs and DuckDB report a full disk: their own type, the OS's words, no errno."""
+
+
+@pytest.mark.parametrize(("error", "code", "says"), [
+    (OSError(28, "No space left on device"), 1, "no space left on the device of"),
+    (_EngineError("Generic LocalFileSystem error: No space left on device (os error 28)"), 1,
+     "no space left on the device of"),
+    (KeyboardInterrupt(), 130, "interrupted: the partial lake was removed"),
+    (SystemExit(143), 143, "interrupted: the partial lake was removed"),
+])
+def test_convert_stopped_midway_leaves_no_partial_lake(
+        date_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        error: BaseException, code: int, says: str) -> None:
+    """A full disk or Ctrl-C during a conversion: one line, and no partial format lake (a
+    lake replaced with --force leaves its directory empty: the same code as generate)."""
+    import pipeline.formats.convert as convert_module
+
+    real, calls = convert_module.table_batches, []
+
+    def batches(lake, table, schema):  # noqa: ANN001, ANN202
+        calls.append(table)
+        if len(calls) == 3:  # two tables written, the third fails
+            raise error
+        return real(lake, table, schema)
+
+    monkeypatch.setattr(convert_module, "table_batches", batches)
+    out = tmp_path / "dl"
+    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "ducklake",
+                            "--out", str(out)])
+    assert r.exit_code == code, r.output
+    assert says in " ".join(r.output.split()) and "Traceback" not in r.output
+    if code == 1:
+        assert "2 of 9 tables done" in " ".join(r.output.split())
+    assert not out.exists()
+
+
 def test_cli_two_steps(date_src: Path, tmp_path: Path) -> None:
     out = tmp_path / "dl"
     r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "ducklake",

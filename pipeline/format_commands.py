@@ -44,6 +44,8 @@ def scrub_format(lake: Lake, request: ErasureRequest, strategy: str, logical_onl
                                        receipt_path=receipt)
         except FormatVerificationError as e:
             raise _fail(str(e), 1) from None
+        except Exception as e:
+            raise _full_disk_or(e, lake.root, "scrub") from None
     lg = r["logical"]
     rows = sum(t["rows_deleted"] for t in lg["tables"].values())
     out.print(f"{strategy}: deleted {rows:,} rows of {r['request']['ids']:,} customers "
@@ -58,6 +60,21 @@ def scrub_format(lake: Lake, request: ErasureRequest, strategy: str, logical_onl
         out.print("logically deleted: the old bytes stay on disk until "
                   f"`voicescrub purge --lake {lake.root} --strategy {strategy}`")
     out.print(f"verification passed; receipt: {path}")
+
+
+def _full_disk_or(e: Exception, root: Path, what: str) -> BaseException:
+    """A full disk during a format's DELETE or purge, as one line; any other error as it is.
+    Each table stays at its last committed version (the formats commit atomically), and the
+    DELETE and the purge are idempotent, so the same command finishes the job."""
+    from generators.lake import disk_full
+
+    if not disk_full(e):
+        return e
+    return _fail(f"the filesystem of {root} is full ({' '.join(str(e).split())[:200]}): the "
+                 f"{what} stopped, each table at its last committed version. Free some space "
+                 "(a format rewrites every file holding a customer's row before it lets go of "
+                 "the old one; files a failed write left behind are removed by `voicescrub "
+                 "purge`) and re-run the same command to finish it", 1)
 
 
 def convert(
@@ -120,6 +137,8 @@ def purge(
             raise _fail(str(e)) from None
         except FormatVerificationError as e:
             raise _fail(str(e), 1) from None
+        except Exception as e:
+            raise _full_disk_or(e, the_lake.root, "purge") from None
     ph = r["physical"]
     gone = sum((t or {}).get("files_deleted_from_disk", 0) or 0 for t in ph["tables"].values())
     out.print(f"{strategy}: purged in {ph['seconds']:.1f} s; {gone:,} data/delete files removed "

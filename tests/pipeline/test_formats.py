@@ -241,6 +241,34 @@ def test_convert_stopped_midway_leaves_no_partial_lake(
     assert not out.exists()
 
 
+def test_a_full_disk_during_a_format_delete_is_one_line_and_the_command_finishes(
+        date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fmt = get("ducklake")
+    cls = type(fmt)
+    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    real, calls = cls.delete, []
+
+    def delete(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(args[1])
+        if len(calls) == 3:
+            raise _EngineError('Could not write file "catalog.ducklake.wal": No space left '
+                               "on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "delete", delete)
+    args = ["scrub", "--lake", str(flake.root), "--strategy", "ducklake", "--ids", "3,4"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1, r.output
+    out = " ".join(r.output.split())
+    assert "is full" in out and "re-run the same command to finish it" in out
+    assert "Traceback" not in r.output
+    monkeypatch.setattr(cls, "delete", real)
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert run_audit(Lake.open(flake.root), np.array([3, 4]), names=False).clean
+
+
 def test_cli_two_steps(date_src: Path, tmp_path: Path) -> None:
     out = tmp_path / "dl"
     r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "ducklake",

@@ -125,10 +125,10 @@ def scrub(
         help="Table formats: run the format's DELETE only; `voicescrub purge` later")] = False,
 ) -> None:
     """Erase customers from every table, region and replica of the lake."""
+    from generators.lake import disk_full
     from pipeline import formats, strategies
     from pipeline.commit import CommitError
     from pipeline.damage import UnreadableFiles
-    from pipeline.room import out_of_room
     from pipeline.scrub import JobInterrupted, VerificationError, plan_scrub, run_scrub
 
     try:
@@ -192,7 +192,7 @@ def scrub(
         except VerificationError as e:
             raise _fail(str(e), code=1) from None
         except OSError as e:
-            if not out_of_room(e):
+            if not disk_full(e):
                 raise
             where = f"the filesystem of {e.filename}" if e.filename else "the lake's filesystem"
             raise _fail(f"{where} is full ({e.strerror or e}): the job stopped with every "

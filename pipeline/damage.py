@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from generators.lake import disk_full
 from pipeline.lake import LakeError
 
 SHOWN = 10  # files named in a message; the rest are counted
@@ -92,8 +93,8 @@ def environmental(exc: BaseException) -> bool:
 # How the machine's failures read in an engine's message (DuckDB and Polars raise their own
 # exception types, without an errno).
 _ENGINE_ENVIRONMENT = ("out of memory", "outofmemory", "cannot allocate memory",
-                       "too many open files", "no space left on device", "disk quota exceeded",
-                       "resource temporarily unavailable", "interrupted system call")
+                       "too many open files", "resource temporarily unavailable",
+                       "interrupted system call")
 
 
 def engine_failure(engine: str, exc: BaseException) -> BaseException:
@@ -101,7 +102,7 @@ def engine_failure(engine: str, exc: BaseException) -> BaseException:
     machine is to blame (out of memory, of file descriptors, of room), or the user stopped it."""
     text = f"{type(exc).__name__} {exc}".lower()
     if (isinstance(exc, KeyboardInterrupt | SystemExit) or environmental(exc)
-            or any(s in text for s in _ENGINE_ENVIRONMENT)):
+            or disk_full(exc) or any(s in text for s in _ENGINE_ENVIRONMENT)):
         return exc
     return EngineRefused(engine, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
 

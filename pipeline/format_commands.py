@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from generators.lake import disk_full
 from pipeline.commands import _fail, _human, check_output_file, err, out, phase_progress
 from pipeline.intake import ErasureRequest, RequestError
 from pipeline.lake import Lake, LakeError
@@ -45,7 +46,9 @@ def scrub_format(lake: Lake, request: ErasureRequest, strategy: str, logical_onl
         except FormatVerificationError as e:
             raise _fail(str(e), 1) from None
         except Exception as e:
-            raise _full_disk_or(e, lake.root, "scrub") from None
+            if not disk_full(e):
+                raise
+            raise _fail(_full_disk(e, lake.root, "scrub"), 1) from None
     lg = r["logical"]
     rows = sum(t["rows_deleted"] for t in lg["tables"].values())
     out.print(f"{strategy}: deleted {rows:,} rows of {r['request']['ids']:,} customers "
@@ -62,19 +65,15 @@ def scrub_format(lake: Lake, request: ErasureRequest, strategy: str, logical_onl
     out.print(f"verification passed; receipt: {path}")
 
 
-def _full_disk_or(e: Exception, root: Path, what: str) -> BaseException:
-    """A full disk during a format's DELETE or purge, as one line; any other error as it is.
-    Each table stays at its last committed version (the formats commit atomically), and the
-    DELETE and the purge are idempotent, so the same command finishes the job."""
-    from generators.lake import disk_full
-
-    if not disk_full(e):
-        return e
-    return _fail(f"the filesystem of {root} is full ({' '.join(str(e).split())[:200]}): the "
-                 f"{what} stopped, each table at its last committed version. Free some space "
-                 "(a format rewrites every file holding a customer's row before it lets go of "
-                 "the old one; files a failed write left behind are removed by `voicescrub "
-                 "purge`) and re-run the same command to finish it", 1)
+def _full_disk(e: Exception, root: Path, what: str) -> str:
+    """A full disk during a format's DELETE or purge, in one line. Each table stays at its
+    last committed version (the formats commit atomically), and the DELETE and the purge are
+    idempotent, so the same command finishes the job."""
+    return (f"the filesystem of {root} is full ({' '.join(str(e).split())[:200]}): the {what} "
+            "stopped, each table at its last committed version. Free some space (a format "
+            "rewrites every file holding a customer's row before it lets go of the old one; "
+            "files a failed write left behind are removed by `voicescrub purge`) and re-run "
+            "the same command to finish it")
 
 
 def convert(
@@ -138,7 +137,9 @@ def purge(
         except FormatVerificationError as e:
             raise _fail(str(e), 1) from None
         except Exception as e:
-            raise _full_disk_or(e, the_lake.root, "purge") from None
+            if not disk_full(e):
+                raise
+            raise _fail(_full_disk(e, the_lake.root, "purge"), 1) from None
     ph = r["physical"]
     gone = sum((t or {}).get("files_deleted_from_disk", 0) or 0 for t in ph["tables"].values())
     out.print(f"{strategy}: purged in {ph['seconds']:.1f} s; {gone:,} data/delete files removed "

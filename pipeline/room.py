@@ -8,7 +8,6 @@ command once there is room.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from pathlib import Path
@@ -18,9 +17,6 @@ from pipeline.lake import SCRUB_DIR, Lake, LakeError
 SLACK = 16 << 20  # the journal, the keys, the manifest and a receipt: small, bounded
 
 
-def out_of_room(exc: BaseException) -> bool:
-    """The filesystem is full (or the user's quota is): the job's surroundings, not a file."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def check_room(lake: Lake, files_in_flight: int) -> None:

@@ -543,7 +543,7 @@ def output_or_nothing(out: Path, full: Callable[[int], Exception]) -> Iterator[N
         if disk_full(e):
             raise full(written) from None
         if isinstance(e, KeyboardInterrupt | SystemExit):
-            code = e.code if isinstance(e, SystemExit) else getattr(e, "exit_code", 130)
+            code = e.code if isinstance(e, SystemExit) else 130
             raise GenerationStopped(out, code if isinstance(code, int) else 1) from None
         raise
 

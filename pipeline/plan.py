@@ -264,8 +264,12 @@ def _buckets(keys: pa.Array, n: int) -> set[int]:
 
 class Planner:
     def __init__(self, lake: Lake, keys: dict[str, pa.Array], workers: int = 2,
-                 use_bloom: bool | None = None) -> None:
+                 use_bloom: bool | None = None, trust_metadata: bool = True) -> None:
+        """With `trust_metadata` off, every row group's key columns are read: no bucket
+        routing, statistics or bloom filters (what `--verify deep` relies on, so that a
+        damaged footer or a misplaced file cannot hide a key from it)."""
         self.lake, self.keys, self.workers = lake, keys, max(1, workers)
+        self.trust_metadata = trust_metadata
         ints = {k for k, v in keys.items() if pa.types.is_integer(v.type)}
         self._np = {k: (v.to_numpy() if k in ints else None) for k, v in keys.items()}
         self._sorted_py = {k: (None if k in ints else v.to_pylist()) for k, v in keys.items()}
@@ -428,7 +432,7 @@ class Planner:
         if all(len(self.keys[k]) == 0 for _, k in rules):
             plan.pruned_by = "no keys"
             return plan
-        if self._routed_out(f, rules):
+        if self.trust_metadata and self._routed_out(f, rules):
             plan.pruned_by = "bucket"
             return plan
         pf = open_parquet(self.lake.root / f.path)
@@ -438,8 +442,10 @@ class Planner:
         names = schema.names
         idx = {c: names.index(c) for c, _ in rules if c in names}
         cols = list(dict.fromkeys([c for c, _ in rules if c in idx] + list(values)))
-        if not (self.use_bloom and self._may_have_bloom(f.table)
-                and self._bloom_pays(f.table, rules)):
+        if not self.trust_metadata:
+            candidates = list(range(md.num_row_groups))
+        elif not (self.use_bloom and self._may_have_bloom(f.table)
+                  and self._bloom_pays(f.table, rules)):
             # statistics only: a row group is read once any rule may hold a key
             candidates = [i for i in range(md.num_row_groups) if any(
                 _stats_may_hold(md.row_group(i).column(idx[c]).statistics, self._np[k],

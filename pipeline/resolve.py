@@ -15,11 +15,13 @@ from pipeline.plan import Planner, key_array
 
 
 def resolve_keys(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
-                 cache: dict | None = None) -> dict[str, pa.Array]:
+                 cache: dict | None = None, trust_metadata: bool = True
+                 ) -> dict[str, pa.Array]:
     """Key kind -> sorted unique values to erase, computed from the lake as it stands.
 
     With `cache`, the file plans of each mapping table are kept under (table, rules) so the
-    scrub's own plan does not scan those key columns a second time."""
+    scrub's own plan does not scan those key columns a second time. `trust_metadata` as in
+    `Planner`."""
     lineage = lake.lineage
     keys: dict[str, pa.Array] = {lineage.subject: key_array(pa.array(customer_ids, pa.int64()))}
     pending = list(lineage.derived)
@@ -29,7 +31,7 @@ def resolve_keys(lake: Lake, customer_ids: np.ndarray, workers: int = 2,
         pending = [d for d in pending if d.via not in keys]
         if not ready:  # the lineage parser refuses cycles; never loop on one
             raise ValueError(f"lineage keys {[d.name for d in pending]} cannot be resolved")
-        planner = Planner(lake, keys, workers)
+        planner = Planner(lake, keys, workers, trust_metadata=trust_metadata)
         jobs = []
         for d in ready:
             jobs.append((d.table, [(d.via_column, d.via)],

@@ -193,7 +193,9 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
                 f"{SCRUB_DIR}/{others[0]}/keys-customer_id.parquet)")
         lake.validate()  # before anything is written, the receipt key included
         journal = Journal.for_request(lake.root, request.ids, fingerprint=fingerprint)
-        keys = resolve_keys(lake, request.ids, workers, cache)
+        # `--verify deep` trusts no metadata from the start: a key that a damaged footer
+        # statistic or a misplaced file hides is resolved and erased, not only reported
+        keys = resolve_keys(lake, request.ids, workers, cache, trust_metadata=verify != "deep")
         saved = {"complete": False}
         journal.start(keys, saved)
         resumed = False
@@ -260,7 +262,7 @@ class _Execution:
         self.lake, self.keys, self.strategy, self.journal = lake, keys, strategy, journal
         self.workers, self.deep, self.progress = max(1, workers), deep, progress
         self.resumed, self.cache = resumed, cache
-        self.planner = Planner(lake, keys, self.workers)
+        self.planner = Planner(lake, keys, self.workers, trust_metadata=not deep)
         self.present: set[int] = set()
         # summed over workers: how the execution's time splits between planning and rewriting
         self.worker_seconds = {"plan": 0.0, "rewrite": 0.0}
@@ -451,6 +453,13 @@ class _Execution:
         return result
 
 
+# why a file the plan ruled out by its metadata can still hold a key
+_RULED_OUT_BY = {
+    "bucket": "the plan skipped it by bucket routing: it holds keys of another bucket",
+    "stats": "the plan skipped it by its row-group statistics: they disagree with its data",
+    "bloom": "the plan skipped it by its bloom filters: they disagree with its data"}
+
+
 def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]],
                  results: dict[str, RewriteResult], deep: bool, workers: int) -> dict:
     """Per table and region: rows after = rows before − rows erased; no key left anywhere."""
@@ -492,8 +501,12 @@ def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]
         failures.append(f"{keys_left_streamed} written rows still hold a key")
     rescan_left = None
     if deep:
-        # reads every key column: the deep check does not rest on the filters the plan used
-        planner = Planner(lake, plan.keys, workers, use_bloom=False)
+        # reads every key column of every row group: the deep check rests on no bucket
+        # routing, statistics or bloom filter, so it also catches what a plan made with them
+        # (a default run's, or one resumed from it) let a damaged footer hide
+        planner = Planner(lake, plan.keys, workers, use_bloom=False, trust_metadata=False)
+        ruled_out = {fp.file.path: fp.pruned_by for fp in plan.files
+                     if fp.pruned_by in ("bucket", "stats", "bloom")}
         rescan_left = 0
         for table in lake.tables():
             try:
@@ -504,7 +517,10 @@ def verify_scrub(lake: Lake, plan: ScrubPlan, changed: dict[str, tuple[int, int]
             for fp in table_plans:
                 if fp.rows_matched:
                     rescan_left += fp.rows_matched
-                    failures.append(f"{fp.file.path}: {fp.rows_matched} rows still hold a key")
+                    why = ruled_out.get(fp.file.path)
+                    failures.append(
+                        f"{fp.file.path}: {fp.rows_matched} rows still hold a key"
+                        + (f" ({_RULED_OUT_BY[why]})" if why else ""))
     return {
         "passed": not failures,
         "failures": failures,

@@ -289,3 +289,47 @@ def test_engine_batches_tells_a_refusal_from_a_query_error() -> None:
         raise ValueError("not a Parquet file")
     with pytest.raises(EngineRefused):
         list(engine_batches("Engine", refuses_to_open, refusal))
+
+
+def _lie_in_statistics(lake: Path, table: str) -> tuple[str, int]:
+    """Make one file's row-group statistics exclude a customer it holds: the footer's max of
+    customer_id becomes its min (same size, so the file still matches the manifest). Returns
+    the file and the hidden customer."""
+    for f in Lake.open(lake).files(table):
+        path = lake / f.path
+        ids = pq.read_table(path, columns=["customer_id"])["customer_id"].to_numpy()
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < hi and pq.ParquetFile(path).metadata.num_row_groups == 1:
+            break
+    data = path.read_bytes()
+    flen = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - flen
+    footer = data[start:-8].replace(int(hi).to_bytes(8, "little", signed=True),
+                                    int(lo).to_bytes(8, "little", signed=True))
+    path.unlink()  # a hard-linked snapshot: never write into the shared file
+    path.write_bytes(data[:start] + footer + data[-8:])
+    stats = pq.ParquetFile(path).metadata.row_group(0).column(
+        pq.ParquetFile(path).schema_arrow.names.index("customer_id")).statistics
+    assert stats.max == lo  # the lie took
+    return f.path, hi
+
+
+def test_deep_verification_trusts_no_footer_statistics(date_src: Path, tmp_path: Path) -> None:
+    """Statistics that exclude a key the file holds make the plan skip it; `--verify deep`
+    reads every key column instead, so it erases those rows, and its rescan names a file that
+    a plan made with the statistics skipped."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    rel, hidden = _lie_in_statistics(lake, "transcripts")
+    request = parse_ids(str(hidden))
+    plan = plan_scrub(Lake.open(lake), request, workers=1)
+    skipped = {fp.file.path: fp.pruned_by for fp in plan.files}
+    assert skipped[rel] == "stats"  # what the default plan does with the lie
+
+    failures = scrub_module.verify_scrub(Lake.open(lake), plan, {}, {}, deep=True,
+                                         workers=1)["failures"]
+    assert any(m.startswith(f"{rel}: ") and "row-group statistics" in m for m in failures)
+
+    out = run_scrub(Lake.open(lake), request, "arrow", workers=1, verify="deep")
+    assert out.receipt["verification"]["passed"]
+    left = pq.read_table(lake / rel, columns=["customer_id"])["customer_id"].to_numpy()
+    assert hidden not in left and len(left) > 0

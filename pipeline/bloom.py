@@ -30,6 +30,10 @@ import pyarrow as pa
 # XXH64's rotation and final avalanche, which the row checksum's hash uses too
 from pipeline.rowhash import _fmix as _avalanche
 from pipeline.rowhash import _rotl
+from pipeline.thrift_compact import I32, STRUCT, CompactError
+from pipeline.thrift_compact import field as _field
+from pipeline.thrift_compact import varint as _varint
+from pipeline.thrift_compact import zigzag as _zigzag
 
 # XXH64 (xxHash spec 0.1.1)
 _P1 = np.uint64(0x9E3779B185EBCA87)
@@ -48,7 +52,7 @@ HEADER_PROBE = 64  # bytes read for a header when the footer does not give the f
 _JIT = {"nogil": True, "cache": True}
 
 
-class BloomError(ValueError):
+class BloomError(CompactError):
     """A filter this module does not understand: the caller reads the column instead."""
 
 
@@ -191,39 +195,7 @@ def hash_keys(keys: pa.Array, kind: str) -> np.ndarray:
 # --- the filter ---------------------------------------------------------------------------
 
 
-def _varint(buf: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
-    value = shift = 0
-    for i in range(max_bytes):
-        if pos + i >= len(buf):
-            raise BloomError("bloom filter header is cut short")
-        b = buf[pos + i]
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, pos + i + 1
-    raise BloomError("bloom filter header has an overlong varint")
-
-
-def _zigzag(n: int) -> int:
-    return (n >> 1) ^ -(n & 1)
-
-
-def _field(buf: bytes, pos: int, last: int) -> tuple[int, int, int]:
-    """A compact-protocol field header at pos: (field id, type, next pos); type 0 is STOP."""
-    if pos >= len(buf):
-        raise BloomError("bloom filter header is cut short")
-    b = buf[pos]
-    pos += 1
-    if b == 0:
-        return 0, 0, pos
-    typ, delta = b & 0x0F, b >> 4
-    if delta:
-        return last + delta, typ, pos
-    raw, pos = _varint(buf, pos, 3)
-    return _zigzag(raw), typ, pos
-
-
-_STRUCT, _I32 = 12, 5
+_STRUCT, _I32 = STRUCT, I32
 # BloomFilterHeader fields 2-4: union {1: empty struct}, the only member the spec defines
 # (SplitBlockAlgorithm BLOCK, XxHash XXHASH, Uncompressed UNCOMPRESSED)
 _UNIONS = {2: "algorithm", 3: "hash", 4: "compression"}
@@ -246,6 +218,15 @@ def _only_member(buf: bytes, pos: int, what: str) -> int:
 def parse_header(buf: bytes | memoryview) -> tuple[int, int]:
     """(numBytes, header length) of a BloomFilterHeader at the start of buf. Refuses anything
     but BLOCK / XXHASH / UNCOMPRESSED, unknown fields, and sizes that are not whole blocks."""
+    try:
+        return _parse_header(buf)
+    except CompactError as e:
+        if isinstance(e, BloomError):
+            raise
+        raise BloomError(f"bloom filter header: {e}") from e
+
+
+def _parse_header(buf: bytes | memoryview) -> tuple[int, int]:
     pos, last, num_bytes, seen = 0, 0, None, set()
     while True:
         fid, typ, pos = _field(buf, pos, last)

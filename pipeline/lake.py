@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from generators.lake import MANIFEST, write_manifest
-from generators.writer import LOCAL_FS
+from generators.writer import BLOOM_FPP, LOCAL_FS
+from pipeline import thrift_compact as thrift
 from pipeline.lineage import VOICE_LAKE, Lineage, LineageError
 from pipeline.lineage import load as load_lineage
 
@@ -151,7 +153,7 @@ class Lake:
         """Writer settings for a rewrite of `path`: the manifest's, else read off the file."""
         if self.manifest is not None and table in self.manifest["tables"]:
             return dict(self.manifest["tables"][table]["writer"])
-        return settings_from_metadata(pq.ParquetFile(path).metadata)
+        return settings_from_metadata(pq.ParquetFile(path).metadata, path)
 
     def update_manifest(self, changed: dict[str, tuple[int, int]]) -> None:
         """Record new row counts and sizes of rewritten files (path -> (rows, bytes))."""
@@ -175,8 +177,9 @@ class Lake:
         fsync_dir(self.root)
 
 
-def settings_from_metadata(md: pq.FileMetaData) -> dict:
-    """Best reading of how a file was written, for lakes without a manifest."""
+def settings_from_metadata(md: pq.FileMetaData, path: Path | None = None) -> dict:
+    """Best reading of how a file was written, for lakes without a manifest. With the file's
+    `path`, whether its pages carry CRC-32 checksums too (the footer does not say)."""
     schema = md.schema.to_arrow_schema()
     names = schema.names
     rg0 = md.row_group(0) if md.num_row_groups else None
@@ -194,8 +197,52 @@ def settings_from_metadata(md: pq.FileMetaData) -> dict:
         "compression_level": None,
         "use_dictionary": [n for n in names if n in dictionary],
         "write_statistics": True,
+        "bloom_filter_options": _bloom_options(rg0) if rg0 is not None else None,
+        "write_page_checksum": True if path is not None and rg0 is not None
+        and _first_page_has_crc(path, rg0) else None,
         "row_group_rows": rows,
     }
+
+
+def _bloom_options(rg: pq.RowGroupMetaData) -> dict | None:
+    """The columns whose chunks carry a bloom filter, each asked for at the distinct-value
+    count for which a writer picks the filter size the file has (pyarrow sizes a filter for
+    (ndv, fpp), then rounds it up to a power of two; the footer keeps neither)."""
+    out = {}
+    for i in range(rg.num_columns):
+        cc = rg.column(i)
+        if not cc.bloom_filter_offset or not cc.bloom_filter_length:
+            continue
+        bits = 8 * (1 << (int(cc.bloom_filter_length).bit_length() - 1))  # header excluded
+        # 3/4 of the bitset: rounded up to a power of two, it is the file's size again
+        ndv = 0.75 * bits * -math.log(1 - BLOOM_FPP ** (1 / 8)) / 8
+        out[cc.path_in_schema.split(".")[0]] = {"ndv": max(1, int(ndv)), "fpp": BLOOM_FPP}
+    return out or None
+
+
+def _first_page_has_crc(path: Path, rg: pq.RowGroupMetaData) -> bool:
+    """Whether the first page of the row group's first column chunk has a CRC field: a
+    writer that checksums pages does so for every page (Thrift compact `PageHeader`: i32
+    fields 1-3, then the optional i32 `crc`, field 4)."""
+    cc = rg.column(0)
+    off = cc.dictionary_page_offset if cc.has_dictionary_page else cc.data_page_offset
+    if off is None:
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(off)
+        buf = fh.read(64)
+    pos = last = 0
+    try:
+        while True:
+            fid, typ, pos = thrift.field(buf, pos, last)
+            if typ == thrift.STOP or fid > 4 or typ != thrift.I32:
+                return False
+            if fid == 4:
+                return True
+            _, pos = thrift.varint(buf, pos, 5)
+            last = fid
+    except thrift.CompactError:
+        return False
 
 
 def open_parquet(path: Path | str) -> pq.ParquetFile:

@@ -149,3 +149,34 @@ def test_bad_audit_arguments_are_refused_before_reading(date_src: Path, tmp_path
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "read " not in result.output  # refused before the audit ran
+
+
+def test_a_lineage_lakes_rewrite_keeps_page_checksums_and_bloom_filters(tmp_path: Path) -> None:
+    """Without a manifest, the writer settings are read off each file: the footer for codecs
+    and dictionaries and bloom filters, the first page header for CRCs."""
+    lake = tmp_path / "shop"
+    (lake / "orders" / "region=eu").mkdir(parents=True)
+    path = lake / "orders" / "region=eu" / "part-0.parquet"
+    n = 5000
+    pq.write_table(pa.table({"customer_id": [i % 50 for i in range(n)],
+                             "note": [f"note {i}" for i in range(n)]}), path,
+                   write_page_checksum=True, use_dictionary=False,
+                   bloom_filter_options={"customer_id": {"ndv": 50, "fpp": 0.01}})
+    before = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    spec = {"subject": "customer_id", "tables": {"orders": {"customer_id": "customer_id"}}}
+    (tmp_path / "lineage.json").write_text(json.dumps(spec))
+    result = runner.invoke(app, ["scrub", "--lake", str(lake), "--ids", "7",
+                                 "--lineage", str(tmp_path / "lineage.json")])
+    assert result.exit_code == 0, result.output
+    after = pq.ParquetFile(path).metadata
+    assert after.num_rows == n - n // 50
+    cc = after.row_group(0).column(0)
+    assert cc.bloom_filter_offset and cc.bloom_filter_length == before.bloom_filter_length
+    # a flipped byte inside the note column's data page is caught by its CRC
+    note = after.row_group(0).column(1)
+    data = bytearray(path.read_bytes())
+    data[note.data_page_offset + note.total_compressed_size - 10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    pq.read_table(path, columns=["customer_id"], page_checksum_verification=True)
+    with pytest.raises(OSError, match="CRC"):
+        pq.read_table(path, columns=["note"], page_checksum_verification=True)

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from pipeline.intake import ErasureRequest, RequestError, parse_ids, read_request
 from pipeline.lake import Lake, LakeError
-from pipeline.signals import terminate_as_interrupt
+from pipeline.signals import exit_code_of, terminate_as_interrupt
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -129,7 +129,13 @@ def scrub(
     from pipeline import formats, strategies
     from pipeline.commit import CommitError
     from pipeline.damage import UnreadableFiles
-    from pipeline.scrub import JobInterrupted, VerificationError, plan_scrub, run_scrub
+    from pipeline.scrub import (
+        JobInterrupted,
+        JobNotStarted,
+        VerificationError,
+        plan_scrub,
+        run_scrub,
+    )
 
     try:
         if verify not in ("default", "deep"):
@@ -161,9 +167,12 @@ def scrub(
     workers = workers or (os.cpu_count() or 1) + 1  # fsync waits leave a core idle otherwise
     if dry_run:
         try:
-            plan = plan_scrub(the_lake, request, workers)
+            with terminate_as_interrupt():
+                plan = plan_scrub(the_lake, request, workers)
         except LakeError as e:
             raise _fail(str(e)) from None
+        except (KeyboardInterrupt, SystemExit) as e:
+            raise _fail("interrupted: a dry run writes nothing", code=exit_code_of(e)) from None
         print_plan(plan, the_lake)
         unknown = len(np.setdiff1d(request.ids, plan.present_ids))
         out.print(f"{_plural(len(request), 'customer')} requested, {unknown:,} not found in "
@@ -174,13 +183,12 @@ def scrub(
             with terminate_as_interrupt():  # SIGTERM stops between files, as Ctrl-C does
                 outcome = run_scrub(the_lake, request, strategy, workers=workers,
                                     verify=verify, receipt_path=receipt, progress=progress)
-        except JobInterrupted as e:
+        except (JobInterrupted, JobNotStarted) as e:
             raise _fail(str(e), code=e.exit_code) from None
         except (KeyboardInterrupt, SystemExit) as e:  # before or after the files' rewrites
-            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
             raise _fail("interrupted: if the job had started it is unfinished (every file "
                         "whole, old or new); re-run the same command to finish it",
-                        code=code) from None
+                        code=exit_code_of(e)) from None
         except UnreadableFiles as e:
             # after the job started, the lake is half done until it finishes: exit 1
             raise _fail(str(e), code=2 if e.job is None else 1) from None

@@ -15,7 +15,7 @@ import bisect
 import os
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numba as nb
@@ -28,6 +28,7 @@ from generators.population import bucket_of_ints, bucket_of_strings
 from pipeline import bloom
 from pipeline.damage import UnreadableFile, UnreadableFiles, as_damage
 from pipeline.lake import DataFile, Lake, open_parquet
+from pipeline.signals import raise_stop, stop_requests
 
 Rule = tuple[str, str]  # (column, key kind)
 
@@ -309,8 +310,17 @@ class Planner:
                     raise
                 return damage
 
-        with ThreadPoolExecutor(self.workers) as pool:
-            plans = list(pool.map(one, work))
+        # Ctrl-C or SIGTERM stops the planning once the files in flight are done (it writes
+        # nothing), not after every file of the lake
+        with ThreadPoolExecutor(self.workers) as pool, stop_requests() as stop:
+            futures = [pool.submit(one, item) for item in work]
+            pending = set(futures)
+            while pending and stop.signum is None:
+                _, pending = wait(pending, timeout=0.2)
+            if stop.signum is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise_stop(stop.signum)
+            plans = [fut.result() for fut in futures]
         unreadable = [p for p in plans if isinstance(p, UnreadableFile)]
         if unreadable:
             raise UnreadableFiles(unreadable, committed=0)  # planning changes nothing

@@ -47,7 +47,7 @@ from pipeline.plan import FilePlan, Planner, Rule
 from pipeline.receipt import build_receipt, write_receipt, write_receipt_copy
 from pipeline.resolve import resolve_keys
 from pipeline.room import check_room, check_writable
-from pipeline.signals import StopRequest, stop_requests
+from pipeline.signals import StopRequest, exit_code_of, stop_requests
 from pipeline.strategies.base import RewriteResult, RewriteTask
 
 Progress = Callable[[str, int, int], None]
@@ -195,7 +195,11 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
         journal = Journal.for_request(lake.root, request.ids, fingerprint=fingerprint)
         # `--verify deep` trusts no metadata from the start: a key that a damaged footer
         # statistic or a misplaced file hides is resolved and erased, not only reported
-        keys = resolve_keys(lake, request.ids, workers, cache, trust_metadata=verify != "deep")
+        try:
+            keys = resolve_keys(lake, request.ids, workers, cache,
+                                trust_metadata=verify != "deep")
+        except (KeyboardInterrupt, SystemExit) as e:
+            raise JobNotStarted(exit_code_of(e)) from None
         saved = {"complete": False}
         journal.start(keys, saved)
         resumed = False
@@ -239,6 +243,15 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
 
 class VerificationError(RuntimeError):
     pass
+
+
+class JobNotStarted(Exception):  # noqa: N818 (named for what the user is told)
+    """Ctrl-C or SIGTERM while the keys were resolved: no job exists, nothing was written."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__("interrupted while resolving the customers' keys, before the job "
+                         "started: no data file was touched")
+        self.exit_code = exit_code
 
 
 class JobInterrupted(KeyboardInterrupt):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 
 @contextmanager
@@ -52,3 +53,15 @@ def stop_requests() -> Iterator[StopRequest]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def raise_stop(signum: int) -> NoReturn:
+    """Unwind as the signal would have: Ctrl-C as KeyboardInterrupt, SIGTERM as SystemExit."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
+def exit_code_of(stop: KeyboardInterrupt | SystemExit) -> int:
+    """The exit status a stop asks for: SIGTERM's SystemExit carries it, Ctrl-C is 130."""
+    return stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 130

@@ -1,13 +1,22 @@
-"""Key matching: the compiled membership test agrees with NumPy's, for any key set."""
+"""The planner: key matching (the compiled membership test agrees with NumPy's, for any key
+set) and how planning stops on request."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.plan import IntKeyIndex, key_array, match_np
+from pipeline.lake import Lake
+from pipeline.plan import IntKeyIndex, Planner, key_array, match_np
+from pipeline.signals import terminate_as_interrupt
 
 ints = st.integers(-2**63, 2**63 - 1)
 
@@ -61,3 +70,28 @@ def test_statistics_that_cannot_be_decoded_are_not_used() -> None:
     keys = ["amzn1.ask.account.1"]
     assert _stats_range(Damaged(), None, keys) is None
     assert _stats_may_hold(Damaged(), None, keys)
+
+
+@pytest.mark.parametrize("signum, stop", [(signal.SIGINT, KeyboardInterrupt),
+                                          (signal.SIGTERM, SystemExit)])
+def test_a_stop_request_ends_planning_after_the_files_in_flight(
+        date_src: Path, monkeypatch: pytest.MonkeyPatch, signum: int,
+        stop: type[BaseException]) -> None:
+    """Ctrl-C or SIGTERM during key resolution or a dry run stops within a few files, not
+    after every file of the lake."""
+    lake = Lake.open(date_src)  # planning only reads
+    calls: list[int] = []
+    real = Planner.plan_file
+
+    def slow(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signum)
+        time.sleep(0.05)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Planner, "plan_file", slow)
+    keys = {"customer_id": key_array(pa.array([1, 2, 3], pa.int64()))}
+    with pytest.raises(stop), terminate_as_interrupt():  # SIGTERM as the CLI takes it
+        Planner(lake, keys, workers=2).plan_table("transcripts")
+    assert len(calls) < len(lake.files("transcripts")) / 2

@@ -374,3 +374,30 @@ def test_the_receipt_counts_the_erased_rows_checked_for_a_key(date_src: Path,
                     "arrow")
     v = out.receipt["verification"]
     assert v["erased_rows_checked_for_a_key"] == out.receipt["totals"]["rows_erased"] > 0
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_ctrl_c_while_keys_resolve_says_nothing_was_touched(
+        date_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dry_run: bool) -> None:
+    from typer.testing import CliRunner
+
+    import pipeline.resolve
+    import pipeline.scrub as scrub_mod
+    from pipeline.cli import app
+
+    def interrupted(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scrub_mod, "resolve_keys", interrupted)
+    monkeypatch.setattr(pipeline.resolve.Planner, "plan_tables", interrupted)
+    lake_dir = snapshot(date_src, tmp_path / "lake")
+    before = {k: v for k, v in lake_digest(lake_dir).items() if not k.startswith("_scrub/")}
+    result = CliRunner().invoke(app, ["scrub", "--lake", str(lake_dir), "--ids", "7",
+                                      *(["--dry-run"] if dry_run else [])])
+    assert result.exit_code == 130, result.output
+    said = " ".join(result.output.split())
+    assert ("a dry run writes nothing" if dry_run else "before the job started: no data file "
+            "was touched") in said
+    after = lake_digest(lake_dir)
+    assert {k: v for k, v in after.items() if not k.startswith("_scrub/")} == before
+    assert not [k for k in after if k.startswith("_scrub/") and k != "_scrub/receipt.key"]

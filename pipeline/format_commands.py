@@ -72,8 +72,8 @@ def _full_disk(e: Exception, root: Path, what: str) -> str:
     return (f"the filesystem of {root} is full ({' '.join(str(e).split())[:200]}): the {what} "
             "stopped, each table at its last committed version. Free some space (a format "
             "rewrites every file holding a customer's row before it lets go of the old one; "
-            "files a failed write left behind are removed by `voicescrub purge`) and re-run "
-            "the same command to finish it")
+            "the data files the failed write had written were removed) and re-run the same "
+            "command to finish it")
 
 
 def convert(

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from pipeline.formats import FormatLake, StepResult, TableFormat
 from pipeline.formats import get as get_format
+from pipeline.formats.orphans import orphans_removed_on_failure
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal, keyed_hashes, lake_secret
 from pipeline.lake import SCRUB_DIR
@@ -119,7 +120,8 @@ def logical_step(flake: FormatLake, fmt: TableFormat, keys: dict[str, pa.Array],
             before = fmt.row_count(flake, table)
             matched = count_matches(flake, fmt, table, rule.column, k) if verify else None
             t1 = time.perf_counter()
-            res = fmt.delete(flake, table, rule.column, k)
+            with orphans_removed_on_failure(flake, fmt, table):
+                res = fmt.delete(flake, table, rule.column, k)
             t2 = time.perf_counter()
             after = fmt.row_count(flake, table)
             entry = {"rows_before": before, "rows_matched": matched, "rows_after": after,
@@ -167,7 +169,8 @@ def physical_step(flake: FormatLake, fmt: TableFormat,
         snapshot = fmt.snapshot_id(flake)
         files_before = set(fmt.data_files(flake, table))
         t1 = time.perf_counter()
-        res = fmt.purge(flake, table)
+        with orphans_removed_on_failure(flake, fmt, table):
+            res = fmt.purge(flake, table)
         t2 = time.perf_counter()
         after = fmt.row_count(flake, table)
         entry = {"rows_before": before, "rows_after": after, **res.to_json()}

@@ -124,6 +124,16 @@ class TableFormat(ABC):
     def data_files(self, flake: FormatLake, table: str) -> list[str]:
         """Absolute paths of the data files the current snapshot reads."""
 
+    def live_files(self, flake: FormatLake, table: str) -> list[str]:
+        """Every file the current snapshot reads: its data files, and delete files where the
+        format writes them."""
+        return self.data_files(flake, table)
+
+    def table_dir(self, flake: FormatLake, table: str) -> Path | None:
+        """The directory under which the table's data files are written (None: unknown, and
+        a failed write's files are left to the purge)."""
+        return None
+
     @abstractmethod
     def duckdb_source(self, flake: FormatLake, con, table: str) -> str:  # noqa: ANN001
         """A relation (SQL) over the table's current snapshot in DuckDB connection `con`."""

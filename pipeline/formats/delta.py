@@ -51,6 +51,9 @@ class Delta(TableFormat):
     def path(self, flake: FormatLake, table: str) -> Path:
         return flake.root / table
 
+    def table_dir(self, flake: FormatLake, table: str) -> Path:
+        return self.path(flake, table)
+
     def _table(self, flake: FormatLake, table: str):  # noqa: ANN202
         from deltalake import DeltaTable
 

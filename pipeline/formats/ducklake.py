@@ -125,6 +125,12 @@ class DuckLake(TableFormat):
     def data_files(self, flake: FormatLake, table: str) -> list[str]:
         return [f for f, _ in self._files(flake, table)]
 
+    def live_files(self, flake: FormatLake, table: str) -> list[str]:
+        return [f for pair in self._files(flake, table) for f in pair if f]
+
+    def table_dir(self, flake: FormatLake, table: str) -> Path:
+        return self.base(flake) / "data" / "main" / table
+
     def _files(self, flake: FormatLake, table: str,
                con: duckdb.DuckDBPyConnection | None = None) -> list[tuple[str, str | None]]:
         own = con is None

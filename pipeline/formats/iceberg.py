@@ -211,6 +211,9 @@ class Iceberg(TableFormat):
         quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         return f"read_parquet([{quoted}], hive_partitioning = false)"
 
+    def table_dir(self, flake: FormatLake, table: str) -> Path | None:
+        return _local_path(self._table(flake, table).location())
+
     def delete(self, flake: FormatLake, table: str, column: str,
                keys: pa.Array) -> StepResult:
         from pyiceberg.expressions import In

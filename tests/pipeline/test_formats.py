@@ -269,6 +269,60 @@ def test_a_full_disk_during_a_format_delete_is_one_line_and_the_command_finishes
     assert run_audit(Lake.open(flake.root), np.array([3, 4]), names=False).clean
 
 
+def _parquet_files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*.parquet")}
+
+
+def test_a_failed_commit_leaves_none_of_the_files_it_wrote(
+        date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyiceberg writes a DELETE's new data files, then commits: a commit that fails (here,
+    the catalog's, as a full disk would) leaves files no snapshot reads. They are removed at
+    once, so the re-run has their room back."""
+    import errno
+
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    flake = fresh("iceberg", converted, date_src, tmp_path / "ice")
+    before = _parquet_files(flake.root)
+    written: list[int] = []
+
+    def commit_table(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        written.append(len(_parquet_files(flake.root) - before))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(SqlCatalog, "commit_table", commit_table)
+    args = ["scrub", "--lake", str(flake.root), "--strategy", "iceberg", "--ids", "3,4"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1, r.output
+    assert written and written[0] > 0  # the DELETE had written its files when it failed
+    assert _parquet_files(flake.root) == before
+    monkeypatch.undo()
+    assert runner.invoke(app, args).exit_code == 0
+    assert run_audit(Lake.open(flake.root), np.array([3, 4]), names=False).clean
+
+
+def test_a_file_a_commit_made_live_is_never_removed(
+        date_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+    """A failure after the commit (the DELETE's files are live) removes nothing."""
+    from pipeline.formats.orphans import remove_orphans
+
+    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    fmt = get("ducklake")
+    before = _parquet_files(flake.root)
+    table = "transcripts"
+    fmt.delete(flake, table, "customer_id", pa.array([3, 4], pa.int64()))
+    new = _parquet_files(flake.root) - before
+    assert new  # delete files, now live
+    stray = fmt.table_dir(flake, table) / "stray.parquet"
+    pq.write_table(pa.table({"x": [1]}), stray)
+    root = fmt.table_dir(flake, table)
+    assert remove_orphans(flake, fmt, table, root, {p.resolve() for p in before},
+                          tries=2, pause=0) == 1
+    assert _parquet_files(flake.root) - before == new
+    assert not stray.exists()
+
+
 def test_cli_two_steps(date_src: Path, tmp_path: Path) -> None:
     out = tmp_path / "dl"
     r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "ducklake",

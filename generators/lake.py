@@ -114,6 +114,7 @@ def _init_pool_worker(cfg: LakeConfig, vocab: Vocab, out: str) -> None:
     # workers, then removes the partial lake), so no worker prints a traceback of its own.
     # A worker whose parent is gone exits: it would otherwise wait for work forever.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the spawner
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     _init_worker(cfg, vocab, out)
 
@@ -418,6 +419,8 @@ def _schedule(pool: ProcessPoolExecutor, first: list[Unit], second: list[Unit], 
             unit = pending.popleft()
             running[pool.submit(_run_unit, unit)] = unit
 
+    with sigint_blocked():
+        fill()  # starts the workers: see sigint_blocked
     while pending or running:
         fill()
         # short naps: a main thread blocked on a lock is not woken by Ctrl-C
@@ -429,6 +432,23 @@ def _schedule(pool: ProcessPoolExecutor, first: list[Unit], second: list[Unit], 
                 left[unit.region] -= 1
                 if left[unit.region] == 0:
                     pending.extendleft(reversed(merges[unit.region]))
+
+
+@contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Ctrl-C blocked in the calling thread while it starts worker processes: a child
+    inherits the mask, so one that is still importing when Ctrl-C reaches the process group
+    keeps it pending (no traceback) until its initializer ignores it. The parent still stops:
+    its other threads take the signal, or this one once the block ends."""
+    try:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, ValueError, OSError):  # no pthread_sigmask (Windows)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 @contextmanager

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-
-from pipeline.allocator import keep_freed_pages
 
 SCRUBBING = ("scrub",)
 
 
+def _stopped_while_starting(signum: int, frame: object) -> None:  # noqa: ARG001
+    # Nothing has been read or written yet: one line, not a traceback from inside an import.
+    os.write(2, b"interrupted while starting: nothing was done\n")
+    os._exit(128 + signum)
+
+
 def main() -> None:
+    # The CLI's imports (pyarrow, polars, DuckDB, numba) take a second or more; Ctrl-C or
+    # SIGTERM during them ends the process quietly. Each command sets its own handling after.
+    previous = {s: signal.signal(s, _stopped_while_starting)
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    from pipeline.allocator import keep_freed_pages
+
     if len(sys.argv) > 1 and sys.argv[1] in SCRUBBING:
         keep_freed_pages()  # before pyarrow loads: the CLI's imports load it
     from pipeline.cli import app
 
-    app()
+    for s, handler in previous.items():
+        signal.signal(s, handler)
+    try:
+        app()
+    except KeyboardInterrupt:
+        # only while typer builds the command line: click handles it once a command runs
+        os.write(2, b"interrupted while starting: nothing was done\n")
+        sys.exit(130)

@@ -383,3 +383,25 @@ def test_workers_do_not_outlive_a_stopped_run(tmp_path: Path, sig: signal.Signal
     while _session_members(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _session_members(proc.pid) == [], "worker processes outlived the run"
+
+
+def _report_ctrl_c(queue) -> None:  # noqa: ANN001 (a multiprocessing queue)
+    """In a freshly spawned child: is Ctrl-C still blocked, as the spawner left it?"""
+    queue.put(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def test_workers_start_with_ctrl_c_blocked_until_they_ignore_it() -> None:
+    """A worker still importing when Ctrl-C reaches the process group keeps it pending (no
+    traceback of its own); the initializer ignores it, then unblocks it."""
+    import multiprocessing as mp
+
+    from generators.lake import sigint_blocked
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    with sigint_blocked():
+        child = ctx.Process(target=_report_ctrl_c, args=(queue,))
+        child.start()
+    assert queue.get(timeout=120) is True
+    child.join(timeout=60)
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored

@@ -552,8 +552,8 @@ def output_or_nothing(out: Path, full: Callable[[int], Exception]) -> Iterator[N
     existed = out.exists()
     try:
         if existed:
-            shutil.rmtree(out)
-        out.mkdir(parents=True)
+            _empty_marked(out)
+        out.mkdir(parents=True, exist_ok=True)
         yield
     except BaseException as e:
         written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -566,6 +566,20 @@ def output_or_nothing(out: Path, full: Callable[[int], Exception]) -> Iterator[N
             code = e.code if isinstance(e, SystemExit) else 130
             raise GenerationStopped(out, code if isinstance(code, int) else 1) from None
         raise
+
+
+def _empty_marked(out: Path) -> None:
+    """Empty a previous lake (or an empty directory) for a new one. The unfinished marker goes
+    in first and out last, so a run killed outright while it deletes leaves a directory that
+    `--force` still replaces, not a half-deleted lake it refuses as "not a lake"."""
+    mark_unfinished(out)
+    for child in out.iterdir():
+        if child.name == UNFINISHED:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _remove_settled(out: Path, tries: int = 20, pause: float = 0.25) -> None:

@@ -405,3 +405,33 @@ def test_workers_start_with_ctrl_c_blocked_until_they_ignore_it() -> None:
     assert queue.get(timeout=120) is True
     child.join(timeout=60)
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored
+
+
+def test_a_run_killed_while_it_empties_the_previous_lake_leaves_one_force_replaces(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--force` deletes the previous lake before writing: the unfinished marker goes in
+    first, so a run killed mid-deletion leaves a directory the next `--force` replaces
+    (without it, a half-deleted lake that lost its manifest was refused as "not a lake")."""
+    import shutil
+
+    import generators.lake as lake_module
+    from generators.lake import UNFINISHED, check_output
+
+    cfg = LakeConfig(sf=0.002, days=2, workers=1, replicas=False)
+    out = tmp_path / "lake"
+    generate(cfg, out)
+    real = shutil.rmtree
+
+    def killed_after_one(path, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        real(path, *a, **k)
+        raise SystemExit("killed")  # stands for SIGKILL: nothing runs after it
+
+    monkeypatch.setattr(lake_module.shutil, "rmtree", killed_after_one)
+    with pytest.raises(SystemExit):
+        lake_module._empty_marked(out)
+    monkeypatch.undo()
+    assert (out / UNFINISHED).is_file() and any(out.iterdir())
+    (out / MANIFEST).unlink(missing_ok=True)  # whatever the deletion order took first
+    check_output(out, force=True)  # replaceable
+    assert generate(cfg, out, force=True)["tables"]
+    assert not (out / UNFINISHED).exists()

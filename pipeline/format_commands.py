@@ -69,11 +69,13 @@ def _full_disk(e: Exception, root: Path, what: str) -> str:
     """A full disk during a format's DELETE or purge, in one line. Each table stays at its
     last committed version (the formats commit atomically), and the DELETE and the purge are
     idempotent, so the same command finishes the job."""
+    removed = getattr(e, "orphans_removed", 0)  # see pipeline.formats.orphans
+    cleaned = (f"the {removed} data file(s) the failed write had written were removed" if removed
+               else "files a failed write left behind are removed by `voicescrub purge`")
     return (f"the filesystem of {root} is full ({' '.join(str(e).split())[:200]}): the {what} "
             "stopped, each table at its last committed version. Free some space (a format "
             "rewrites every file holding a customer's row before it lets go of the old one; "
-            "the data files the failed write had written were removed) and re-run the same "
-            "command to finish it")
+            f"{cleaned}) and re-run the same command to finish it")
 
 
 def convert(

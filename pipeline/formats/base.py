@@ -95,6 +95,8 @@ class TableFormat(ABC):
     name: ClassVar[str]
     engine: ClassVar[str]  # the Python package whose version the receipt records
     description: ClassVar[str]
+    # directories (by name) under table_dir that hold the format's metadata, never data files
+    metadata_dirs: ClassVar[tuple[str, ...]] = ()
 
     # --- conversion -------------------------------------------------------------------------
     @abstractmethod

@@ -47,6 +47,7 @@ class Delta(TableFormat):
     name = "delta"
     engine = "deltalake"
     description = "Delta Lake (delta-rs): DELETE rewrites files; vacuum + checkpoint + log cleanup"
+    metadata_dirs = ("_delta_log",)
 
     def path(self, flake: FormatLake, table: str) -> Path:
         return flake.root / table

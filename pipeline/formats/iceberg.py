@@ -125,6 +125,7 @@ class Iceberg(TableFormat):
     engine = "pyiceberg"
     description = ("Apache Iceberg (pyiceberg, sqlite catalog): delete rewrites files; "
                    "expire snapshots + orphan removal")
+    metadata_dirs = ("metadata",)
 
     def catalog(self, flake: FormatLake):  # noqa: ANN201
         from pyiceberg.catalog.sql import SqlCatalog

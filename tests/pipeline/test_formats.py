@@ -323,6 +323,34 @@ def test_a_file_a_commit_made_live_is_never_removed(
     assert not stray.exists()
 
 
+def test_a_stopped_delta_purge_keeps_the_checkpoint_it_wrote(
+        date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delta's checkpoints are Parquet files under the table, read by nothing that lists data
+    files: the sweep after a failure must leave them (without one, a table whose old commits
+    the purge cleaned up cannot be opened)."""
+    from deltalake import DeltaTable
+
+    flake = fresh("delta", converted, date_src, tmp_path / "d")
+    scrub = ["scrub", "--lake", str(flake.root), "--strategy", "delta", "--ids", "3,4",
+             "--logical-only"]
+    assert runner.invoke(app, scrub).exit_code == 0
+    rows = {t: get("delta").row_count(flake, t) for t in flake.tables()}
+    real = DeltaTable.cleanup_metadata
+
+    def stopped_after(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        real(self, *args, **kwargs)
+        raise KeyboardInterrupt  # Ctrl-C while the call ran surfaces when it returns
+
+    monkeypatch.setattr(DeltaTable, "cleanup_metadata", stopped_after)
+    purge = ["purge", "--lake", str(flake.root), "--strategy", "delta"]
+    assert runner.invoke(app, purge).exit_code != 0
+    monkeypatch.undo()
+    assert {t: get("delta").row_count(flake, t) for t in flake.tables()} == rows
+    assert runner.invoke(app, purge).exit_code == 0
+    assert run_audit(Lake.open(flake.root), np.array([3, 4]), names=False).clean
+
+
 def test_cli_two_steps(date_src: Path, tmp_path: Path) -> None:
     out = tmp_path / "dl"
     r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "ducklake",

@@ -113,10 +113,16 @@ def _init_pool_worker(cfg: LakeConfig, vocab: Vocab, out: str) -> None:
     # Ctrl-C reaches the whole process group: the parent alone stops the run (it stops the
     # workers, then removes the partial lake), so no worker prints a traceback of its own.
     # A worker whose parent is gone exits: it would otherwise wait for work forever.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the spawner
+    ignore_ctrl_c()
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     _init_worker(cfg, vocab, out)
+
+
+def ignore_ctrl_c() -> None:
+    """In a worker: Ctrl-C ignored, then unblocked (the spawner blocked it; a press while
+    the worker was starting stays pending until now, and is then discarded)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _exit_with_parent() -> None:

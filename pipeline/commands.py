@@ -168,7 +168,7 @@ def scrub(
     if dry_run:
         try:
             with terminate_as_interrupt():
-                plan = plan_scrub(the_lake, request, workers)
+                plan = plan_scrub(the_lake, request, workers, trust_metadata=verify != "deep")
         except LakeError as e:
             raise _fail(str(e)) from None
         except (KeyboardInterrupt, SystemExit) as e:

@@ -18,8 +18,10 @@ def _stopped_while_starting(signum: int, frame: object) -> None:  # noqa: ARG001
 def main() -> None:
     # The CLI's imports (pyarrow, polars, DuckDB, numba) take a second or more; Ctrl-C or
     # SIGTERM during them ends the process quietly. Each command sets its own handling after.
+    # (a signal the caller ignores, as a shell does for a background job, stays ignored)
     previous = {s: signal.signal(s, _stopped_while_starting)
-                for s in (signal.SIGINT, signal.SIGTERM)}
+                for s in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(s) is not signal.SIG_IGN}
     from pipeline.allocator import keep_freed_pages
 
     if len(sys.argv) > 1 and sys.argv[1] in SCRUBBING:

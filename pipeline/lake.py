@@ -197,26 +197,30 @@ def settings_from_metadata(md: pq.FileMetaData, path: Path | None = None) -> dic
         "compression_level": None,
         "use_dictionary": [n for n in names if n in dictionary],
         "write_statistics": True,
-        "bloom_filter_options": _bloom_options(rg0) if rg0 is not None else None,
+        "bloom_filter_options": _bloom_options(rg0, rows) if rg0 is not None else None,
         "write_page_checksum": True if path is not None and rg0 is not None
         and _first_page_has_crc(path, rg0) else None,
         "row_group_rows": rows,
     }
 
 
-def _bloom_options(rg: pq.RowGroupMetaData) -> dict | None:
-    """The columns whose chunks carry a bloom filter, each asked for at the distinct-value
-    count for which a writer picks the filter size the file has (pyarrow sizes a filter for
-    (ndv, fpp), then rounds it up to a power of two; the footer keeps neither)."""
+def _bloom_options(rg: pq.RowGroupMetaData, rows: int) -> dict | None:
+    """The column chunks that carry a bloom filter (by column path, nested ones included),
+    each asked for at the distinct-value count for which a writer picks the filter size the
+    file has (pyarrow sizes a filter for (ndv, fpp), then rounds it up to a power of two; the
+    footer keeps neither). A filter whose length the footer does not give (older writers) is
+    asked for at the row-group size."""
     out = {}
     for i in range(rg.num_columns):
         cc = rg.column(i)
-        if not cc.bloom_filter_offset or not cc.bloom_filter_length:
+        if not cc.bloom_filter_offset:
             continue
-        bits = 8 * (1 << (int(cc.bloom_filter_length).bit_length() - 1))  # header excluded
-        # 3/4 of the bitset: rounded up to a power of two, it is the file's size again
-        ndv = 0.75 * bits * -math.log(1 - BLOOM_FPP ** (1 / 8)) / 8
-        out[cc.path_in_schema.split(".")[0]] = {"ndv": max(1, int(ndv)), "fpp": BLOOM_FPP}
+        ndv = float(rows)
+        if cc.bloom_filter_length:
+            bits = 8 * (1 << (int(cc.bloom_filter_length).bit_length() - 1))  # no header
+            # 3/4 of the bitset: rounded up to a power of two, it is the file's size again
+            ndv = 0.75 * bits * -math.log(1 - BLOOM_FPP ** (1 / 8)) / 8
+        out[cc.path_in_schema] = {"ndv": max(1, int(ndv)), "fpp": BLOOM_FPP}
     return out or None
 
 

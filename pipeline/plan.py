@@ -320,7 +320,9 @@ class Planner:
             if stop.signum is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise_stop(stop.signum)
-            plans = [fut.result() for fut in futures]
+        if stop.signum is not None:  # arrived after the last look, before the handlers went
+            raise_stop(stop.signum)
+        plans = [fut.result() for fut in futures]
         unreadable = [p for p in plans if isinstance(p, UnreadableFile)]
         if unreadable:
             raise UnreadableFiles(unreadable, committed=0)  # planning changes nothing

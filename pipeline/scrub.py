@@ -107,11 +107,13 @@ def _take_present(fp: FilePlan, subject_cols: tuple[str, ...]) -> np.ndarray:
     return np.unique(np.concatenate(found)) if found else np.array([], np.int64)
 
 
-def plan_scrub(lake: Lake, request: ErasureRequest, workers: int) -> ScrubPlan:
-    """The whole plan, made before anything is written (`--dry-run`)."""
+def plan_scrub(lake: Lake, request: ErasureRequest, workers: int,
+               trust_metadata: bool = True) -> ScrubPlan:
+    """The whole plan, made before anything is written (`--dry-run`); without
+    `trust_metadata`, the plan of a `--verify deep` job (see Planner)."""
     cache: dict = {}
-    keys = resolve_keys(lake, request.ids, workers, cache)
-    planner = Planner(lake, keys, workers)
+    keys = resolve_keys(lake, request.ids, workers, cache, trust_metadata=trust_metadata)
+    planner = Planner(lake, keys, workers, trust_metadata=trust_metadata)
     jobs, by_table = [], {}
     for table, rules, subject_cols in table_jobs(lake):
         plans = _cached_plans(cache, table, rules, subject_cols)

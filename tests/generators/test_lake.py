@@ -386,8 +386,15 @@ def test_workers_do_not_outlive_a_stopped_run(tmp_path: Path, sig: signal.Signal
 
 
 def _report_ctrl_c(queue) -> None:  # noqa: ANN001 (a multiprocessing queue)
-    """In a freshly spawned child: is Ctrl-C still blocked, as the spawner left it?"""
-    queue.put(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    """In a freshly spawned child: is Ctrl-C still blocked, as the spawner left it? Then what
+    the worker initializer makes of it. A Ctrl-C sent meanwhile must not stop the child."""
+    from generators.lake import ignore_ctrl_c
+
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    os.kill(os.getpid(), signal.SIGINT)  # pressed while the worker was still starting
+    ignore_ctrl_c()
+    queue.put((blocked, signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
+               signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])))
 
 
 def test_workers_start_with_ctrl_c_blocked_until_they_ignore_it() -> None:
@@ -402,9 +409,32 @@ def test_workers_start_with_ctrl_c_blocked_until_they_ignore_it() -> None:
     with sigint_blocked():
         child = ctx.Process(target=_report_ctrl_c, args=(queue,))
         child.start()
-    assert queue.get(timeout=120) is True
+    assert queue.get(timeout=120) == (True, True, False)
     child.join(timeout=60)
+    assert child.exitcode == 0  # the pending Ctrl-C was discarded, not raised
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored
+
+
+def test_the_scheduler_starts_workers_with_ctrl_c_blocked(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """The workers start during the scheduler's first fill of the pool: inside the block."""
+    import generators.lake as lake_module
+
+    seen: list[bool] = []
+
+    class Pool:
+        def submit(self, fn, unit):  # noqa: ANN001, ANN202
+            from concurrent.futures import Future
+
+            seen.append(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            f: Future = Future()
+            f.set_result([])
+            return f
+
+    units = [lake_module.Unit("dims", 0, i) for i in range(6)]
+    lake_module._schedule(Pool(), units, [], 2, lambda recs: None)
+    # the first fill (2 * workers units) inside the block, the rest after it
+    assert seen == [True] * 4 + [False] * 2
 
 
 def test_a_run_killed_while_it_empties_the_previous_lake_leaves_one_force_replaces(

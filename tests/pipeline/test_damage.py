@@ -324,6 +324,8 @@ def test_deep_verification_trusts_no_footer_statistics(date_src: Path, tmp_path:
     plan = plan_scrub(Lake.open(lake), request, workers=1)
     skipped = {fp.file.path: fp.pruned_by for fp in plan.files}
     assert skipped[rel] == "stats"  # what the default plan does with the lie
+    deep_plan = plan_scrub(Lake.open(lake), request, workers=1, trust_metadata=False)
+    assert {fp.file.path: fp for fp in deep_plan.files}[rel].touched  # --dry-run --verify deep
 
     failures = scrub_module.verify_scrub(Lake.open(lake), plan, {}, {}, deep=True,
                                          workers=1)["failures"]

@@ -65,8 +65,8 @@ def lake_secret(root: Path, create: bool = True) -> bytes | None:
         raise LakeError(
             f"{path} is not a receipt key ({len(key)} characters, not {KEY_DIGITS} hex "
             "digits): receipts hash customer ids and name jobs with it. Restore it from a "
-            "backup; or, if no receipt or unfinished job of this lake matters, delete it and "
-            "a new one is made")
+            "backup; or delete it and a new one is made (an unfinished job is still resumed "
+            "by its own command; receipts written so far keep the old key's hashes)")
     return key.encode()
 
 
@@ -128,6 +128,22 @@ class Journal:
             n += 1
             job = cls(root, f"{base}-{n}")
         return job
+
+    @classmethod
+    def unfinished_for(cls, root: Path, ids: np.ndarray, subject: str) -> Journal | None:
+        """The unfinished job of exactly these ids, found by the ids it stored rather than by
+        its name: its command resumes it even if the receipt key changed since it was
+        killed (a key file replaced, VOICESCRUB_RECEIPT_KEY set in one shell, not another)."""
+        want = np.unique(np.asarray(ids, np.int64))
+        for job_id in cls.unfinished(root):
+            try:
+                held = pq.read_table(root / SCRUB_DIR / job_id / f"keys-{subject}.parquet")
+                held_ids = np.unique(held["k"].to_numpy())
+            except (OSError, KeyError, pa.ArrowException):
+                continue  # not a job this code can read the ids of: never resumed blindly
+            if np.array_equal(held_ids, want):
+                return cls(root, job_id)
+        return None
 
     @staticmethod
     def unfinished(root: Path) -> list[str]:

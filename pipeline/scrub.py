@@ -180,6 +180,8 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
     check_room(lake, workers)
     seconds: dict[str, float] = {}
     cache: dict = {}  # key resolution's plans of the mapping tables, reused by the scrub
+    if journal is None or not journal.started:
+        journal = Journal.unfinished_for(lake.root, request.ids, lake.lineage.subject) or journal
     if journal is not None and journal.started:
         keys, saved = journal.load()
         resumed = True
@@ -192,7 +194,7 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
             raise LakeError(
                 f"job {others[0]} on this lake was interrupted and has not finished: re-run "
                 f"the command that started it to finish it first (its customer ids are in "
-                f"{SCRUB_DIR}/{others[0]}/keys-customer_id.parquet)")
+                f"{SCRUB_DIR}/{others[0]}/keys-{lake.lineage.subject}.parquet)")
         lake.validate()  # before anything is written, the receipt key included
         journal = Journal.for_request(lake.root, request.ids, fingerprint=fingerprint)
         # `--verify deep` trusts no metadata from the start: a key that a damaged footer

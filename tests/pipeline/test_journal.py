@@ -109,3 +109,39 @@ def test_key_on_a_filesystem_without_hard_links(tmp_path: Path,
     key = lake_secret(tmp_path)
     assert len(key) == 64 and lake_secret(tmp_path) == key
     assert [p.name for p in (tmp_path / SCRUB_DIR).iterdir()] == [KEY_FILE]
+
+
+@pytest.mark.parametrize("change", ["key file replaced", "key set in the environment"])
+def test_a_killed_job_is_resumed_by_its_command_after_the_key_changed(
+        date_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """A job is named by a keyed hash of its ids; found by the ids it stored, it is resumed
+    by its own command even once the key is another (before: refused as some other job's
+    unfinished work, and every later job with it)."""
+    import numpy as np
+
+    import pipeline.scrub as scrub_mod
+    from pipeline.audit import run_audit
+    from pipeline.intake import parse_ids
+    from pipeline.lake import Lake
+
+    lake = snapshot(date_src, tmp_path / "lake")
+
+    def killed(point: str) -> None:
+        if point == "planned":  # every file rewritten, the manifest not yet updated
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(scrub_mod, "crashpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        scrub_mod.run_scrub(Lake.open(lake), parse_ids("2,3"), "arrow", workers=2)
+    (killed_job,) = Journal.unfinished(lake)
+    monkeypatch.undo()
+    monkeypatch.delenv("VOICESCRUB_RECEIPT_KEY", raising=False)
+    if change == "key file replaced":
+        (lake / SCRUB_DIR / KEY_FILE).unlink()
+    else:
+        monkeypatch.setenv("VOICESCRUB_RECEIPT_KEY", "e" * 64)
+    out = scrub_mod.run_scrub(Lake.open(lake), parse_ids("3,2"), "arrow", workers=2)
+    assert out.receipt["job_id"] == killed_job and out.receipt["resumed"]
+    assert out.receipt["verification"]["passed"] and not Journal.unfinished(lake)
+    assert run_audit(Lake.open(lake), np.array([2, 3]), names=False).clean
+    assert scrub_mod.run_scrub(Lake.open(lake), parse_ids("4"), "arrow", workers=2).receipt

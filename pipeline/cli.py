@@ -58,7 +58,7 @@ def generate(
     """Generate a synthetic voice-assistant lake (nine tables, Parquet, Hive-partitioned)."""
     from generators.lake import GenerationStopped, OutOfRoom
     from generators.lake import generate as run
-    from pipeline.signals import terminate_as_interrupt
+    from pipeline.signals import exit_code_of, terminate_as_interrupt
 
     try:
         cfg = LakeConfig(sf=sf, seed=seed, layout=layout,
@@ -86,8 +86,7 @@ def generate(
         except GenerationStopped as e:
             raise fail(str(e), code=e.exit_code) from None
         except (KeyboardInterrupt, SystemExit) as e:  # before anything was written
-            code = e.code if isinstance(e, SystemExit) else 130
-            raise fail("interrupted: nothing was written", code=code) from None
+            raise fail("interrupted: nothing was written", code=exit_code_of(e)) from None
     seconds = time.perf_counter() - t0
     rows = sum(t["rows"] for t in manifest["tables"].values())
     replica_rows = sum(t["replica_rows"] for t in manifest["tables"].values())

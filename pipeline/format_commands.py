@@ -89,7 +89,7 @@ def convert(
     from pipeline.formats import available
     from pipeline.formats.convert import ConvertError, ConvertOutOfRoom, check_target
     from pipeline.formats.convert import convert as run_convert
-    from pipeline.signals import terminate_as_interrupt
+    from pipeline.signals import exit_code_of, terminate_as_interrupt
 
     try:
         if to not in available():
@@ -109,8 +109,7 @@ def convert(
         except GenerationStopped as e:
             raise _fail(str(e), e.exit_code) from None
         except (KeyboardInterrupt, SystemExit) as e:  # before anything was written
-            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
-            raise _fail("interrupted: nothing was written", code) from None
+            raise _fail("interrupted: nothing was written", exit_code_of(e)) from None
     m = flake.manifest
     rows = sum(t["rows_stored"] for t in m["tables"].values())
     out.print(f"{to} lake at {out_dir}: {len(m['tables'])} tables, {rows:,} rows (replicas "

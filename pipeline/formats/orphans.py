@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from pipeline.formats.base import FormatLake, TableFormat
@@ -43,7 +43,8 @@ def orphans_removed_on_failure(flake: FormatLake, fmt: TableFormat, table: str,
         yield
     except BaseException as e:
         removed = remove_orphans(flake, fmt, table, root, before, tries, pause)
-        e.orphans_removed = removed  # what the failure's message may say was cleaned up
+        with suppress(AttributeError, TypeError):  # an exception type without attributes
+            e.orphans_removed = removed  # what the failure's message may say was cleaned up
         raise
 
 

@@ -92,7 +92,9 @@ def test_lost_journal_tail(date_src: Path, tmp_path: Path, reference: tuple[dict
     (log,) = (lake / "_scrub").glob("*/journal.jsonl")
     renamed = [json.loads(line)["path"] for line in log.read_text().splitlines()
                if json.loads(line)["state"] == "committed"]
-    assert len(renamed) >= 5
+    # five renames before the killing one; the other worker may be between its rename and
+    # its journal line when the kill lands
+    assert len(renamed) >= 4
     log.write_text("")
     finish_and_compare(lake, reference)
 

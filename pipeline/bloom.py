@@ -27,13 +27,11 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from pipeline import thrift_compact as thrift
+
 # XXH64's rotation and final avalanche, which the row checksum's hash uses too
 from pipeline.rowhash import _fmix as _avalanche
 from pipeline.rowhash import _rotl
-from pipeline.thrift_compact import I32, STRUCT, CompactError
-from pipeline.thrift_compact import field as _field
-from pipeline.thrift_compact import varint as _varint
-from pipeline.thrift_compact import zigzag as _zigzag
 
 # XXH64 (xxHash spec 0.1.1)
 _P1 = np.uint64(0x9E3779B185EBCA87)
@@ -52,7 +50,7 @@ HEADER_PROBE = 64  # bytes read for a header when the footer does not give the f
 _JIT = {"nogil": True, "cache": True}
 
 
-class BloomError(CompactError):
+class BloomError(thrift.CompactError):
     """A filter this module does not understand: the caller reads the column instead."""
 
 
@@ -195,7 +193,6 @@ def hash_keys(keys: pa.Array, kind: str) -> np.ndarray:
 # --- the filter ---------------------------------------------------------------------------
 
 
-_STRUCT, _I32 = STRUCT, I32
 # BloomFilterHeader fields 2-4: union {1: empty struct}, the only member the spec defines
 # (SplitBlockAlgorithm BLOCK, XxHash XXHASH, Uncompressed UNCOMPRESSED)
 _UNIONS = {2: "algorithm", 3: "hash", 4: "compression"}
@@ -203,13 +200,13 @@ _UNIONS = {2: "algorithm", 3: "hash", 4: "compression"}
 
 def _only_member(buf: bytes, pos: int, what: str) -> int:
     """A union whose one member is field 1, an empty struct; anything else is refused."""
-    fid, typ, pos = _field(buf, pos, 0)
-    if fid != 1 or typ != _STRUCT:
+    fid, typ, pos = thrift.field(buf, pos, 0)
+    if fid != 1 or typ != thrift.STRUCT:
         raise BloomError(f"unsupported bloom filter {what} (union member {fid}, type {typ})")
-    fid, typ, pos = _field(buf, pos, 0)
+    fid, typ, pos = thrift.field(buf, pos, 0)
     if typ != 0:
         raise BloomError(f"bloom filter {what} carries fields this reader does not know")
-    fid, typ, pos = _field(buf, pos, 1)
+    fid, typ, pos = thrift.field(buf, pos, 1)
     if typ != 0:
         raise BloomError(f"bloom filter {what} union has more than one member")
     return pos
@@ -220,7 +217,7 @@ def parse_header(buf: bytes | memoryview) -> tuple[int, int]:
     but BLOCK / XXHASH / UNCOMPRESSED, unknown fields, and sizes that are not whole blocks."""
     try:
         return _parse_header(buf)
-    except CompactError as e:
+    except thrift.CompactError as e:
         if isinstance(e, BloomError):
             raise
         raise BloomError(f"bloom filter header: {e}") from e
@@ -229,17 +226,17 @@ def parse_header(buf: bytes | memoryview) -> tuple[int, int]:
 def _parse_header(buf: bytes | memoryview) -> tuple[int, int]:
     pos, last, num_bytes, seen = 0, 0, None, set()
     while True:
-        fid, typ, pos = _field(buf, pos, last)
+        fid, typ, pos = thrift.field(buf, pos, last)
         if typ == 0:
             break
         if fid in seen:
             raise BloomError(f"bloom filter header repeats field {fid}")
         seen.add(fid)
         last = fid
-        if fid == 1 and typ == _I32:
-            raw, pos = _varint(buf, pos, 5)
-            num_bytes = _zigzag(raw)
-        elif fid in _UNIONS and typ == _STRUCT:
+        if fid == 1 and typ == thrift.I32:
+            raw, pos = thrift.varint(buf, pos, 5)
+            num_bytes = thrift.zigzag(raw)
+        elif fid in _UNIONS and typ == thrift.STRUCT:
             pos = _only_member(buf, pos, _UNIONS[fid])
         else:
             raise BloomError(f"bloom filter header has field {fid} of type {typ}, unknown here")

@@ -7,11 +7,12 @@ import signal
 import sys
 
 SCRUBBING = ("scrub",)
+STOPPED_STARTING = b"interrupted while starting: nothing was done\n"
 
 
 def _stopped_while_starting(signum: int, frame: object) -> None:  # noqa: ARG001
     # Nothing has been read or written yet: one line, not a traceback from inside an import.
-    os.write(2, b"interrupted while starting: nothing was done\n")
+    os.write(2, STOPPED_STARTING)
     os._exit(128 + signum)
 
 
@@ -34,5 +35,5 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         # only while typer builds the command line: click handles it once a command runs
-        os.write(2, b"interrupted while starting: nothing was done\n")
+        os.write(2, STOPPED_STARTING)
         sys.exit(130)

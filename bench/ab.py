@@ -41,7 +41,8 @@ from pipeline.intake import ErasureRequest
 from pipeline.lake import Lake
 from pipeline.scrub import run_scrub
 import importlib
-for name in ("pipeline.rowhash", "pipeline.plan"):  # compiled loops: start-up, not work
+# compiled loops: start-up, not work
+for name in ("pipeline.rowhash", "pipeline.plan", "pipeline.dictionary"):
     try:
         importlib.import_module(name).warm_up()
     except (ImportError, AttributeError):  # a checkout from before them

@@ -31,7 +31,7 @@ keep_freed_pages()  # as the scrub command does, before pyarrow loads (below)
 import numpy as np  # noqa: E402
 
 from bench.harness import pick_ids, snapshot  # noqa: E402
-from pipeline import journal, plan, rowhash, scrub  # noqa: E402
+from pipeline import dictionary, journal, plan, rowhash, scrub  # noqa: E402
 from pipeline.intake import ErasureRequest  # noqa: E402
 from pipeline.lake import Lake  # noqa: E402
 from pipeline.strategies import base, cow_arrow  # noqa: E402
@@ -87,6 +87,7 @@ def account_scrub(lake_dir: Path, ids: list[int], strategy: str, workers: int,
     """Run one job on a snapshot of `lake_dir` with the steps timed; returns the account."""
     rowhash.warm_up()
     plan.warm_up()
+    dictionary.warm_up()
     snap = snapshot(lake_dir, work_dir / "cpu-account-snapshot")
     account = Account()
     try:

@@ -12,8 +12,9 @@ a table file that is not Parquet (Arrow IPC, ORC, DuckDB, SQLite, Avro: audit_ta
 values.
 
 A trace in a file a query reads (the manifest references it, or the views' globs match it) is
-*visible*; a trace anywhere else is *physically present* though hidden. Copy-on-write must leave
-neither."""
+*visible*; a trace anywhere else is *physically present* though hidden, and so is one in a
+dictionary entry that no row of its column uses (see pipeline/dictionary.py). Copy-on-write must
+leave neither."""
 
 from __future__ import annotations
 
@@ -42,12 +43,15 @@ from pipeline.audit_tables import (
     unopenable_format,
 )
 from pipeline.audit_unpack import bind, check_cancelled, current_dir, unpack_dir
+from pipeline.dictionary import unused_entries
 from pipeline.lake import SCRUB_DIR, Lake
 from pipeline.plan import key_array, match, match_np, plain_views
 
 KEY_COLUMNS = ("customer_id", "device_id", "recording_id", "skill_user_id")
 # kinds of finding that may name another customer (not unique): listed apart, never residue
 POSSIBLE = ("name", "address")
+# how a finding in dictionary entries no row uses is labelled (never visible to a query)
+UNUSED = "(dictionary entries no row uses)"
 RAW_CHUNK = 32 << 20
 
 # When a value can be told from an ordinary one. Outside the columns named for the keys (raw
@@ -276,14 +280,21 @@ def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
         rg = pf.read_row_group(i, columns=columns)
         for name in columns:
             col = plain_views(rg[name].combine_chunks())  # delta-rs writes views
+            unused = unused_entries(col)
             if name in text:
                 out += _text_findings(col, rel, name, patterns, visible)
+                if unused is not None:
+                    out += _text_findings(unused, rel, f"{name} {UNUSED}", patterns, False)
             if name in keys:
                 if pa.types.is_dictionary(col.type):
                     col = col.cast(col.type.value_type)
                 n = pc.sum(match(col, needles.keys[name])).as_py() or 0
                 if n:
                     out.append(Finding(rel, name, name, n, visible))
+                n = pc.sum(match(unused, needles.keys[name])).as_py() or 0 \
+                    if unused is not None else 0
+                if n:
+                    out.append(Finding(rel, f"{name} {UNUSED}", name, n, False))
     return _merge(out)
 
 
@@ -363,6 +374,12 @@ def column_findings(columns: Iterable[tuple[str, pa.Array, np.ndarray | None]], 
                 n = _rows_hit(mask, rows)
                 if n:
                     out.append(Finding(rel, leaf, kind, n, visible, possible=kind in POSSIBLE))
+            unused = unused_entries(values)
+            if unused is not None:
+                for kind, mask in _leaf_masks(unused, named, needles).items():
+                    if n := int(np.count_nonzero(mask)):
+                        out.append(Finding(rel, f"{leaf} {UNUSED}", kind, n, False,
+                                           possible=kind in POSSIBLE))
     return _merge(out)
 
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from generators.writer import open_writer
 from pipeline.damage import engine_failure
+from pipeline.dictionary import table_without_unused_entries
 from pipeline.faults import crashpoint
 from pipeline.lake import fsync_path
 from pipeline.plan import Rule, match_np
@@ -91,6 +92,8 @@ class Sink:
             return
         if data.schema != self.task.schema:
             data = data.select(self.task.schema.names).cast(self.task.schema)
+        # a filter keeps a dictionary whole: the erased rows' values must not reach the file
+        data = table_without_unused_entries(data)
         r = self.result
         r.rows_kept += data.num_rows
         r.checksum_kept = add64(r.checksum_kept, row_checksum(data))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -570,3 +572,20 @@ def test_long_ids_and_emails_are_found_as_the_patterns_find_them(data: bytes) ->
     assert long_ids(data) == [int(m) for m in TOKENS["long_id"].findall(data)]
     assert email_tokens(data) == TOKENS["email"].findall(data)
     assert TOKENS["token"].findall(data) == re.findall(rb"[\w.:-]{12,}", data)
+
+
+def test_a_dictionary_entry_no_row_uses_is_physical_residue(date_src: Path,
+                                                           tmp_path: Path) -> None:
+    """Arrow's filter keeps a dictionary whole: a file written from filtered rows can hold an
+    email in its dictionary page that no row uses. No query returns it; the audit finds it."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    customers = pl.read_parquet(lake / "customers" / "**" / "*.parquet")
+    erased, other = customers.row(0, named=True), customers.row(1, named=True)
+    emails = pa.array([erased["email"], other["email"]]).dictionary_encode()
+    kept = emails.filter(pa.array([False, True]))  # the dictionary still holds both
+    assert len(kept.dictionary) == 2
+    pq.write_table(pa.table({"contact": kept}), lake / "contacts.parquet")
+    report = run_audit(Lake.open(lake), np.array([erased["customer_id"]]))
+    hit = [f for f in report.residue if f.path == "contacts.parquet"]
+    assert [(f.column, f.kind, f.rows, f.visible) for f in hit] == [
+        ("contact (dictionary entries no row uses)", "email", 1, False)]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -409,3 +411,21 @@ def test_ctrl_c_while_keys_resolve_says_nothing_was_touched(
     after = lake_digest(lake_dir)
     assert {k: v for k, v in after.items() if not k.startswith("_scrub/")} == before
     assert not [k for k in after if k.startswith("_scrub/") and k != "_scrub/receipt.key"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_no_erased_value_stays_in_a_dictionary(tmp_path: Path, strategy: str) -> None:
+    """A dictionary-typed column (as pyarrow writes one from a dictionary array): the erased
+    rows' values must leave the file's dictionary page too, not only its rows."""
+    lake = tmp_path / "shop"
+    (lake / "users" / "region=eu").mkdir(parents=True)
+    path = lake / "users" / "region=eu" / "part-0.parquet"
+    emails = pa.array(["a@x.io", "secret@y.io", "c@x.io"]).dictionary_encode()
+    pq.write_table(pa.table({"customer_id": [1, 2, 3], "email": emails}), path,
+                   compression="none")
+    spec = {"subject": "customer_id", "tables": {"users": {"customer_id": "customer_id"}}}
+    (tmp_path / "lineage.json").write_text(json.dumps(spec))
+    assert b"secret@y.io" in path.read_bytes()
+    run_scrub(Lake.open(lake, tmp_path / "lineage.json"), request([2]), strategy)
+    assert pq.read_table(path)["email"].to_pylist() == ["a@x.io", "c@x.io"]
+    assert b"secret@y.io" not in path.read_bytes()

@@ -1,0 +1,50 @@
+"""Dictionary entries no row uses: found, and dropped without changing a value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.dictionary import (
+    entries_used,
+    table_without_unused_entries,
+    unused_entries,
+    without_unused_entries,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(1, 40), rows=st.lists(st.one_of(st.none(), st.integers(0, 39)),
+                                              max_size=120),
+       cut=st.tuples(st.integers(0, 120), st.integers(0, 120)),
+       index_type=st.sampled_from([pa.int8(), pa.int16(), pa.int32(), pa.int64()]))
+def test_unused_entries_are_dropped_and_nothing_else(size: int, rows: list[int | None],
+                                                     cut: tuple[int, int],
+                                                     index_type: pa.DataType) -> None:
+    idx = [None if r is None else r % size for r in rows]
+    arr = pa.DictionaryArray.from_arrays(pa.array(idx, index_type),
+                                         pa.array([f"v{i}" for i in range(size)]))
+    start = min(cut[0], len(arr))
+    arr = arr.slice(start, cut[1])  # an offset into shared buffers, as a filter's slices are
+    want = np.zeros(size, bool)
+    want[[i for i in idx[start:start + cut[1]] if i is not None]] = True
+    assert (entries_used(arr) == want).all()
+    pruned = without_unused_entries(arr)
+    assert pruned.to_pylist() == arr.to_pylist()
+    assert pruned.type == arr.type
+    assert len(pruned.dictionary) == int(want.sum())
+    unused = unused_entries(arr)
+    assert (unused.to_pylist() if unused is not None else []) == \
+        [f"v{i}" for i in range(size) if not want[i]]
+
+
+def test_a_table_keeps_its_schema_and_values() -> None:
+    d = pa.array(["a", "secret", "b"]).dictionary_encode().filter(pa.array([True, False, True]))
+    t = pa.table({"k": pa.chunked_array([d, d]), "n": [1, 2, 3, 4]})
+    out = table_without_unused_entries(t)
+    assert out.schema == t.schema and out.to_pylist() == t.to_pylist()
+    assert all(c.dictionary.to_pylist() == ["a", "b"] for c in out["k"].chunks)
+    batch = t.to_batches()[0]
+    assert table_without_unused_entries(batch).column(0).dictionary.to_pylist() == ["a", "b"]

@@ -43,7 +43,7 @@ from pipeline.audit_tables import (
     unopenable_format,
 )
 from pipeline.audit_unpack import bind, check_cancelled, current_dir, unpack_dir
-from pipeline.dictionary import unused_entries
+from pipeline.dictionary import entries, entries_used, unused_entries
 from pipeline.lake import SCRUB_DIR, Lake
 from pipeline.plan import key_array, match, match_np, plain_views
 
@@ -366,6 +366,9 @@ def column_findings(columns: Iterable[tuple[str, pa.Array, np.ndarray | None]], 
     None); nested ones through their leaves. `found` collects them as they come (what a
     reader that breaks off had found)."""
     out = found if found is not None else []
+    # (leaf, dictionary) -> (dictionary, entries some row uses, kinds named): batches of one
+    # file share a dictionary (Arrow IPC), so an entry is unused only if no batch uses it
+    dictionaries: dict[tuple, tuple[pa.Array, np.ndarray, set[str]]] = {}
     for name, col, col_rows in columns:
         for leaf, values, rows in _leaves(name, col, col_rows):
             named = {k for k in {*needles.ints, *needles.texts}
@@ -374,12 +377,19 @@ def column_findings(columns: Iterable[tuple[str, pa.Array, np.ndarray | None]], 
                 n = _rows_hit(mask, rows)
                 if n:
                     out.append(Finding(rel, leaf, kind, n, visible, possible=kind in POSSIBLE))
-            unused = unused_entries(values)
-            if unused is not None:
-                for kind, mask in _leaf_masks(unused, named, needles).items():
-                    if n := int(np.count_nonzero(mask)):
-                        out.append(Finding(rel, f"{leaf} {UNUSED}", kind, n, False,
-                                           possible=kind in POSSIBLE))
+            if pa.types.is_dictionary(values.type) and len(values.dictionary):
+                d = values.dictionary
+                key = (leaf, d.offset, len(d), *(b.address if b is not None else 0
+                                                 for b in d.buffers()))
+                seen = dictionaries.setdefault(key, (d, np.zeros(len(d), bool), named))
+                seen[1][:] |= entries_used(values)
+    for (leaf, *_), (d, used, named) in dictionaries.items():
+        if used.all():
+            continue
+        for kind, mask in _leaf_masks(entries(d, ~used), named, needles).items():
+            if n := int(np.count_nonzero(mask)):
+                out.append(Finding(rel, f"{leaf} {UNUSED}", kind, n, False,
+                                   possible=kind in POSSIBLE))
     return _merge(out)
 
 

@@ -46,12 +46,24 @@ def entries_used(arr: pa.DictionaryArray) -> np.ndarray:
     return used
 
 
+_PLAIN = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
+
+
+def entries(dictionary: pa.Array, keep: np.ndarray) -> pa.Array:
+    """The entries where keep holds, in order, of the dictionary's own type (Arrow 26 cannot
+    filter views: they go through their plain type and back)."""
+    plain = _PLAIN.get(dictionary.type)
+    if plain is None:
+        return dictionary.filter(pa.array(keep))
+    return dictionary.cast(plain).filter(pa.array(keep)).cast(dictionary.type)
+
+
 def unused_entries(arr: pa.Array) -> pa.Array | None:
     """The dictionary entries of `arr` no row uses (None: not a dictionary, or none unused)."""
     if not pa.types.is_dictionary(arr.type) or not len(arr.dictionary):
         return None
     used = entries_used(arr)
-    return None if used.all() else arr.dictionary.filter(pa.array(~used))
+    return None if used.all() else entries(arr.dictionary, ~used)
 
 
 def without_unused_entries(arr: pa.Array) -> pa.Array:
@@ -62,28 +74,50 @@ def without_unused_entries(arr: pa.Array) -> pa.Array:
     used = entries_used(arr)
     if used.all():
         return arr
+    return _renumbered(arr, used, entries(arr.dictionary, used))
+
+
+def _renumbered(arr: pa.DictionaryArray, used: np.ndarray, kept: pa.Array) -> pa.Array:
+    """arr's rows over the dictionary `kept` (its entries where `used` holds)."""
     remap = (np.cumsum(used) - 1).astype(arr.indices.type.to_pandas_dtype())
     idx = arr.indices
     values = idx.fill_null(0).to_numpy(zero_copy_only=False) if idx.null_count else \
         idx.to_numpy(zero_copy_only=False)
     mask = idx.is_null().to_numpy(zero_copy_only=False) if idx.null_count else None
-    indices = pa.array(remap[values], idx.type, mask=mask)
-    return pa.DictionaryArray.from_arrays(indices, arr.dictionary.filter(pa.array(used)),
+    return pa.DictionaryArray.from_arrays(pa.array(remap[values], idx.type, mask=mask), kept,
                                           ordered=arr.type.ordered)
 
 
+def _column_without_unused_entries(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Chunks that share one dictionary keep sharing one (the Parquet writer keeps writing
+    dictionary pages only while the dictionary stays the same); others are pruned alone."""
+    chunks = [c for c in col.chunks if len(c.dictionary)]
+    if len(chunks) > 1 and all(c.dictionary.equals(chunks[0].dictionary) for c in chunks):
+        used = np.zeros(len(chunks[0].dictionary), dtype=bool)
+        for c in chunks:
+            used |= entries_used(c)
+        if used.all():
+            return col
+        kept = entries(chunks[0].dictionary, used)
+        return pa.chunked_array([_renumbered(c, used, kept) if len(c.dictionary) else c
+                                 for c in col.chunks], col.type)
+    return pa.chunked_array([without_unused_entries(c) for c in col.chunks], col.type)
+
+
 def table_without_unused_entries(data: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
-    """Every dictionary column of `data` (chunk by chunk) without its unused entries."""
+    """Every dictionary column of `data` without the entries no row uses."""
     if not any(pa.types.is_dictionary(f.type) for f in data.schema):
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.RecordBatch.from_arrays([without_unused_entries(c) for c in data.columns],
                                           schema=data.schema)
-    cols = [pa.chunked_array([without_unused_entries(c) for c in col.chunks], col.type)
-            if pa.types.is_dictionary(col.type) else col for col in data.columns]
+    cols = [_column_without_unused_entries(col) if pa.types.is_dictionary(col.type) else col
+            for col in data.columns]
     return pa.Table.from_arrays(cols, schema=data.schema)
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the loop outside a timed region."""
-    entries_used(pa.array(["a"]).dictionary_encode())
+    """Compile (or load from numba's cache) the loop outside a timed region, for the index
+    types Arrow (int32), Polars (uint32) and small dictionaries use."""
+    for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint32()):
+        entries_used(pa.DictionaryArray.from_arrays(pa.array([0], t), pa.array(["a"])))

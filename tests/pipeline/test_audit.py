@@ -589,3 +589,32 @@ def test_a_dictionary_entry_no_row_uses_is_physical_residue(date_src: Path,
     hit = [f for f in report.residue if f.path == "contacts.parquet"]
     assert [(f.column, f.kind, f.rows, f.visible) for f in hit] == [
         ("contact (dictionary entries no row uses)", "email", 1, False)]
+
+
+def test_dictionary_entries_in_an_arrow_export(tmp_path: Path) -> None:
+    """An Arrow IPC export: its batches share one dictionary (an entry one batch uses is not
+    unused because another does not), and a view-typed dictionary (as Polars writes a
+    Categorical) is searched too."""
+    import pyarrow.ipc as ipc
+
+    from pipeline.audit import Needles, audit_table_file, column_needles
+
+    needles = Needles(keys={"customer_id": pa.array([2], pa.int64())},
+                      emails=["secret@y.io"], phones=[], names=[])
+    anywhere = column_needles(needles, needles.text_patterns(False))
+    shared = pa.table({"email": pa.array(["secret@y.io"] + [f"u{i}@x.io" for i in range(5)])
+                       .dictionary_encode()})
+    with ipc.new_file(tmp_path / "multi.arrow", shared.schema) as w:
+        for batch in shared.to_batches(max_chunksize=2):  # three batches, one dictionary
+            w.write_batch(batch)
+    found = audit_table_file(tmp_path / "multi.arrow", "multi.arrow", "arrow", anywhere)
+    assert [(f.column, f.kind, f.rows) for f in found] == [("email", "email", 1)]
+
+    views = pa.DictionaryArray.from_arrays(pa.array([0, 0], pa.uint32()),
+                                           pa.array(["a@x.io", "secret@y.io"], pa.string_view()))
+    t = pa.table({"email": views, "customer_id": pa.array([1, 2], pa.int64())})
+    with ipc.new_file(tmp_path / "views.arrow", t.schema) as w:
+        w.write_table(t)
+    found = audit_table_file(tmp_path / "views.arrow", "views.arrow", "arrow", anywhere)
+    assert sorted((f.column, f.kind, f.rows) for f in found) == [
+        ("customer_id", "customer_id", 1), ("email (dictionary entries no row uses)", "email", 1)]

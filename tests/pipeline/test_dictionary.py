@@ -19,13 +19,16 @@ from pipeline.dictionary import (
 @given(size=st.integers(1, 40), rows=st.lists(st.one_of(st.none(), st.integers(0, 39)),
                                               max_size=120),
        cut=st.tuples(st.integers(0, 120), st.integers(0, 120)),
-       index_type=st.sampled_from([pa.int8(), pa.int16(), pa.int32(), pa.int64()]))
+       index_type=st.sampled_from([pa.int8(), pa.int16(), pa.int32(), pa.int64(),
+                                   pa.uint8(), pa.uint32()]),
+       views=st.booleans())
 def test_unused_entries_are_dropped_and_nothing_else(size: int, rows: list[int | None],
                                                      cut: tuple[int, int],
-                                                     index_type: pa.DataType) -> None:
+                                                     index_type: pa.DataType,
+                                                     views: bool) -> None:
     idx = [None if r is None else r % size for r in rows]
-    arr = pa.DictionaryArray.from_arrays(pa.array(idx, index_type),
-                                         pa.array([f"v{i}" for i in range(size)]))
+    values = pa.array([f"v{i}" for i in range(size)], pa.string_view() if views else None)
+    arr = pa.DictionaryArray.from_arrays(pa.array(idx, index_type), values)
     start = min(cut[0], len(arr))
     arr = arr.slice(start, cut[1])  # an offset into shared buffers, as a filter's slices are
     want = np.zeros(size, bool)
@@ -48,3 +51,28 @@ def test_a_table_keeps_its_schema_and_values() -> None:
     assert all(c.dictionary.to_pylist() == ["a", "b"] for c in out["k"].chunks)
     batch = t.to_batches()[0]
     assert table_without_unused_entries(batch).column(0).dictionary.to_pylist() == ["a", "b"]
+
+
+def test_chunks_sharing_a_dictionary_keep_sharing_one(tmp_path) -> None:  # noqa: ANN001
+    """Pruned together, so the Parquet writer keeps writing dictionary pages (a dictionary
+    that changes between chunks makes it fall back to PLAIN for the rest of the row group)."""
+    import pyarrow.parquet as pq
+
+    # the first half uses cities 0-24, the second 25-49: pruned apart, their dictionaries differ
+    whole = pa.array([f"city{i % 25 + 25 * (i >= 1000)}" for i in range(2000)] + ["secret"]
+                     ).dictionary_encode()
+    kept = whole.slice(0, 2000)  # what a filter leaves: the dictionary still holds "secret"
+    col = pa.chunked_array([kept.slice(0, 1000), kept.slice(1000)])
+    out = table_without_unused_entries(pa.table({"c": col}))
+    a, b = out["c"].chunks
+    assert a.dictionary.equals(b.dictionary) and "secret" not in a.dictionary.to_pylist()
+    assert out["c"].to_pylist() == col.to_pylist()
+    apart = pa.table({"c": pa.chunked_array([without_unused_entries(c) for c in col.chunks])})
+
+    def size(t: pa.Table) -> int:
+        pq.write_table(t, tmp_path / "t.parquet", use_dictionary=["c"], compression="none")
+        assert b"secret" not in (tmp_path / "t.parquet").read_bytes()
+        return pq.ParquetFile(tmp_path / "t.parquet").metadata.row_group(0).column(0) \
+            .total_uncompressed_size
+
+    assert size(out) * 2 < size(apart)  # dictionary pages throughout, not PLAIN

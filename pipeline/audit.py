@@ -280,21 +280,20 @@ def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
         rg = pf.read_row_group(i, columns=columns)
         for name in columns:
             col = plain_views(rg[name].combine_chunks())  # delta-rs writes views
-            unused = unused_entries(col)
-            if name in text:
-                out += _text_findings(col, rel, name, patterns, visible)
-                if unused is not None:
-                    out += _text_findings(unused, rel, f"{name} {UNUSED}", patterns, False)
-            if name in keys:
-                if pa.types.is_dictionary(col.type):
-                    col = col.cast(col.type.value_type)
-                n = pc.sum(match(col, needles.keys[name])).as_py() or 0
-                if n:
-                    out.append(Finding(rel, name, name, n, visible))
-                n = pc.sum(match(unused, needles.keys[name])).as_py() or 0 \
-                    if unused is not None else 0
-                if n:
-                    out.append(Finding(rel, f"{name} {UNUSED}", name, n, False))
+            # the rows' values (visible as the file is), then the dictionary entries no row
+            # uses (never visible)
+            for values, label, seen in ((col, name, visible),
+                                        (unused_entries(col), f"{name} {UNUSED}", False)):
+                if values is None:
+                    continue
+                if name in text:
+                    out += _text_findings(values, rel, label, patterns, seen)
+                if name in keys:
+                    if pa.types.is_dictionary(values.type):
+                        values = values.cast(values.type.value_type)
+                    n = pc.sum(match(values, needles.keys[name])).as_py() or 0
+                    if n:
+                        out.append(Finding(rel, label, name, n, seen))
     return _merge(out)
 
 

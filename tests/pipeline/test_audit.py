@@ -9,13 +9,20 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from pipeline.audit import run_audit
+from pipeline.audit import (
+    Needles,
+    audit_parquet,
+    audit_table_file,
+    column_needles,
+    run_audit,
+)
 from pipeline.cli import app
 from pipeline.lake import Lake
 from tests.pipeline.conftest import snapshot
@@ -595,10 +602,6 @@ def test_dictionary_entries_in_an_arrow_export(tmp_path: Path) -> None:
     """An Arrow IPC export: its batches share one dictionary (an entry one batch uses is not
     unused because another does not), and a view-typed dictionary (as Polars writes a
     Categorical) is searched too."""
-    import pyarrow.ipc as ipc
-
-    from pipeline.audit import Needles, audit_table_file, column_needles
-
     needles = Needles(keys={"customer_id": pa.array([2], pa.int64())},
                       emails=["secret@y.io"], phones=[], names=[])
     anywhere = column_needles(needles, needles.text_patterns(False))
@@ -618,3 +621,24 @@ def test_dictionary_entries_in_an_arrow_export(tmp_path: Path) -> None:
     found = audit_table_file(tmp_path / "views.arrow", "views.arrow", "arrow", anywhere)
     assert sorted((f.column, f.kind, f.rows) for f in found) == [
         ("customer_id", "customer_id", 1), ("email (dictionary entries no row uses)", "email", 1)]
+
+
+def test_a_table_files_unused_dictionary_entries_are_hidden_residue(tmp_path: Path) -> None:
+    """A table file read through its key and text columns: a key or an email only an unused
+    dictionary entry holds is residue, hidden; the rows' own values stay visible. (pyarrow
+    writes and reads back only string dictionaries as such: an integer key column comes back
+    decoded, its dictionary page rebuilt from the rows.)"""
+    needles = Needles(keys={"skill_user_id": pa.array(["su-kept-000002", "su-gone-000003"])},
+                      emails=["secret@y.io"], phones=[], names=[])
+    pseudonyms = pa.array(["su-other-00001", "su-kept-000002", "su-gone-000003"]) \
+        .dictionary_encode().filter(pa.array([True, True, False]))
+    emails = pa.array(["a@x.io", "b@x.io", "secret@y.io"]).dictionary_encode() \
+        .filter(pa.array([True, True, False]))
+    pq.write_table(pa.table({"skill_user_id": pseudonyms, "email": emails}),
+                   tmp_path / "t.parquet")
+    found = audit_parquet(tmp_path / "t.parquet", "t.parquet", needles,
+                          needles.text_patterns(False), True)
+    assert sorted((f.column, f.kind, f.rows, f.visible) for f in found) == [
+        ("email (dictionary entries no row uses)", "email", 1, False),
+        ("skill_user_id", "skill_user_id", 1, True),
+        ("skill_user_id (dictionary entries no row uses)", "skill_user_id", 1, False)]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,10 +56,9 @@ def test_a_table_keeps_its_schema_and_values() -> None:
     assert table_without_unused_entries(batch).column(0).dictionary.to_pylist() == ["a", "b"]
 
 
-def test_chunks_sharing_a_dictionary_keep_sharing_one(tmp_path) -> None:  # noqa: ANN001
+def test_chunks_sharing_a_dictionary_keep_sharing_one(tmp_path: Path) -> None:
     """Pruned together, so the Parquet writer keeps writing dictionary pages (a dictionary
     that changes between chunks makes it fall back to PLAIN for the rest of the row group)."""
-    import pyarrow.parquet as pq
 
     # the first half uses cities 0-24, the second 25-49: pruned apart, their dictionaries differ
     whole = pa.array([f"city{i % 25 + 25 * (i >= 1000)}" for i in range(2000)] + ["secret"]

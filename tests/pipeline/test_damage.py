@@ -208,17 +208,21 @@ def _flip_until_duckdb_refuses(lake: Path, rel: str, column: str) -> None:
     cc = next(rg.column(i) for i in range(rg.num_columns)
               if rg.column(i).path_in_schema == column)
     con = duckdb.connect(config={"threads": 1})
-    path.unlink()
     for offset in range(32):
         data = bytearray(original)
         data[cc.data_page_offset + offset] ^= 1
-        path.write_bytes(bytes(data))
+        # Each candidate under a name of its own: DuckDB's file cache serves the bytes it read
+        # before from a path whose size and modification time look unchanged (a rewrite within
+        # one clock tick), which made this search depend on timing (a flaky test).
+        candidate = lake.parent / f"flip-{offset}.parquet"
+        candidate.write_bytes(bytes(data))
         try:
-            con.execute("SELECT * FROM read_parquet(?)", [str(path)]).to_arrow_table()
+            con.execute("SELECT * FROM read_parquet(?)", [str(candidate)]).to_arrow_table()
         except duckdb.Error:
-            if read_failure(path) is None:
+            if read_failure(candidate) is None:
+                candidate.replace(path)  # a new inode: the hard-linked source stays intact
                 return
-        path.unlink()
+        candidate.unlink()
     pytest.fail("no single-bit flip made DuckDB refuse a file pyarrow reads")
 
 

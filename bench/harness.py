@@ -24,9 +24,10 @@ PROFILES = {
     # every strategy, one small lake, one round: the harness itself never breaks (CI)
     "quick": dict(sfs=(0.01,), layouts=("date", "bucket"), batches=(100,), sweep=(),
                   sweep_layouts=(), backlog_jobs=2, rounds=1, format_scenarios="all"),
-    # the headline (sf 1, 1,000 customers, both layouts) and a batch-size sweep
+    # the headline (sf 1, 1,000 customers, both layouts) and a batch-size sweep (10: the
+    # issue's "only the files that hold them" job)
     "default": dict(sfs=(1.0,), layouts=("date", "bucket"), batches=(1000,),
-                    sweep=(1, 100, 10_000), sweep_layouts=("bucket",), backlog_jobs=0,
+                    sweep=(1, 10, 100, 10_000), sweep_layouts=("bucket",), backlog_jobs=0,
                     rounds=1, format_scenarios=((1.0, "date", 1000),)),
     # the whole matrix
     "full": dict(sfs=(0.1, 1.0), layouts=("date", "bucket"), batches=(1, 100, 1000, 10_000),

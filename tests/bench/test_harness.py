@@ -213,3 +213,40 @@ def test_report_says_when_figures_are_a_median_round(tmp_path: Path) -> None:
         bench["extra_info"]["settings"]["rounds"] = 3
     (run / "benchmark.json").write_text(json.dumps(data))
     assert "3 rounds each, every figure from the median round" in render(run).read_text()
+
+
+def test_report_judges_the_issues_targets_on_the_run(tmp_path: Path) -> None:
+    data = json.loads(FIXED.read_text())
+    bucket = []
+    for bench in data["benchmarks"]:
+        x = bench["extra_info"]
+        if x["name"] == "arrow":
+            # three rounds, each with the codec floor run right before it
+            x["rounds"] = [{**x, "work_s": w, "paired_codec_floor_s": f}
+                           for w, f in ((30.0, 25.0), (18.0, 15.0), (20.0, 12.0))]
+            x["work_s"], x["paired_codec_floor_s"] = 20.0, 12.0
+            x["peak_rss_mb"] = 1100.0
+        if x["name"] == "floor" or x["kind"] == "floor" or x["name"] == "arrow":
+            small = json.loads(json.dumps(bench))
+            small["extra_info"].update(layout="bucket", batch=10, rounds=None,
+                                       files_rewritten=40, touched_files=40, files_total=2000)
+            bucket.append(small)
+    data["benchmarks"] += bucket
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "benchmark.json").write_text(json.dumps(data))
+    report = " ".join(render(run).read_text().split())
+    assert "## Targets" in report
+    # best strategy (arrow, 20 s) ÷ the run's codec floor (15 s): ×1.33
+    assert "arrow 20.0 s ÷ 15.0 s = ×1.33 | **not met** |" in report
+    # round by round against each round's own floor: ×1.20, ×1.20, ×1.67 → median ×1.20
+    assert "arrow: ×1.20, ×1.20, ×1.67 → ×1.20 | met |" in report
+    assert "arrow 1,100 MB | **not met** |" in report
+    assert "0 rows found in" in report
+    assert "arrow: 40 of 2,000 files rewritten; the dry-run plan found keys in 40 | met |" in report
+    # a run without the target job says so instead of judging another job
+    for bench in data["benchmarks"]:
+        bench["extra_info"]["batch"] = 100
+    (run / "benchmark.json").write_text(json.dumps(data))
+    assert "not measured (`make bench` with the default profile measures it)" in " ".join(
+        render(run).read_text().split())

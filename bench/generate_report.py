@@ -68,7 +68,8 @@ def generate_targets(results: Sequence[Mapping]) -> list[str]:
                      f"{_verdict(rps >= TARGET_ROWS_PER_S)} |")
         if dbgen is not None:
             lines.append(f"| {r['contender']}: faster in rows/s than DuckDB's dbgen | "
-                         f"{rps / 1e6:.2f} against {dbgen['rows_per_s'] / 1e6:.2f} M rows/s | "
+                         f"{rps / 1e6:.2f} against {dbgen['rows_per_s'] / 1e6:.2f} M rows/s "
+                         f"(dbgen at sf {_sf(dbgen.get('sf'))}) | "
                          f"{_verdict(rps > dbgen['rows_per_s'])} |")
         rss = r.get("peak_rss_mb")
         if rss is not None:

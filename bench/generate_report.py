@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from bench.report import verdict
+
 DASH = "–"
 
 
@@ -48,10 +50,6 @@ TARGET_ROWS_PER_S = 2_000_000
 TARGET_RSS_MB = 2048.0
 
 
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "**not met**"
-
-
 def generate_targets(results: Sequence[Mapping]) -> list[str]:
     """The issue's targets judged on this run alone, as markdown table rows: rows/s at sf 1,
     faster than dbgen in the same run, peak RSS, and the largest worker's peak no larger at
@@ -65,16 +63,16 @@ def generate_targets(results: Sequence[Mapping]) -> list[str]:
     for r in at_sf1:
         rps = r["rows_per_s"]
         lines.append(f"| {r['contender']}: ≥ 2 M rows/s end to end | {rps / 1e6:.2f} M rows/s | "
-                     f"{_verdict(rps >= TARGET_ROWS_PER_S)} |")
+                     f"{verdict(rps >= TARGET_ROWS_PER_S)} |")
         if dbgen is not None:
             lines.append(f"| {r['contender']}: faster in rows/s than DuckDB's dbgen | "
                          f"{rps / 1e6:.2f} against {dbgen['rows_per_s'] / 1e6:.2f} M rows/s "
                          f"(dbgen at sf {_sf(dbgen.get('sf'))}) | "
-                         f"{_verdict(rps > dbgen['rows_per_s'])} |")
+                         f"{verdict(rps > dbgen['rows_per_s'])} |")
         rss = r.get("peak_rss_mb")
         if rss is not None:
             lines.append(f"| {r['contender']}: peak RSS ≤ 2 GiB (largest process) | "
-                         f"{rss:,.0f} MB | {_verdict(rss <= TARGET_RSS_MB)} |")
+                         f"{rss:,.0f} MB | {verdict(rss <= TARGET_RSS_MB)} |")
     for r1 in at_sf1:
         r3 = next((r for r in ours if r.get("sf") == 3 and r.get("layout") == r1.get("layout")
                    and r.get("worker_vmhwm_mb") is not None), None)
@@ -83,7 +81,7 @@ def generate_targets(results: Sequence[Mapping]) -> list[str]:
         a, b = r1["worker_vmhwm_mb"], r3["worker_vmhwm_mb"]
         lines.append(f"| {r1.get('layout')} layout: largest worker's peak no larger at sf 3 "
                      f"than at sf 1 | {b:,.1f} MB at sf 3, {a:,.1f} MB at sf 1 "
-                     f"({b - a:+.1f} MB) | {_verdict(b <= a)} |")
+                     f"({b - a:+.1f} MB) | {verdict(b <= a)} |")
     if not any(r.get("sf") == 3 for r in ours):
         lines.append("| largest worker's peak no larger at sf 3 than at sf 1 | not measured "
                      "(`VOICESCRUB_BENCH_SF3=1 make bench-generate` measures sf 3) | – |")

@@ -156,7 +156,8 @@ TARGET_RATIO = 1.25
 TARGET_RSS_MB = 1024.0
 
 
-def _verdict(ok: bool | None) -> str:
+def verdict(ok: bool | None) -> str:
+    """A target's verdict cell (None: not judged)."""
     return "–" if ok is None else ("met" if ok else "**not met**")
 
 
@@ -188,7 +189,7 @@ def targets(rows: list[Row]) -> list[str]:
             ratio = best["work_s"] / floor
             lines.append(f"| {job}: best strategy within ×{TARGET_RATIO} of the codec floor "
                          f"(same run) | {best_name} {best['work_s']:.1f} s ÷ {floor:.1f} s = "
-                         f"×{ratio:.2f} | {_verdict(ratio <= TARGET_RATIO)} |")
+                         f"×{ratio:.2f} | {verdict(ratio <= TARGET_RATIO)} |")
         else:
             lines.append(f"| {job}: best strategy within ×{TARGET_RATIO} of the codec floor | "
                          "no codec floor in this run | – |")
@@ -198,11 +199,11 @@ def targets(rows: list[Row]) -> list[str]:
             each = ", ".join(f"×{x:.2f}" for x in paired)
             lines.append(f"| the same against the codec floor run right before each round "
                          f"(median of the rounds) | {best_name}: {each} → ×{median:.2f} | "
-                         f"{_verdict(median <= TARGET_RATIO)} |")
+                         f"{verdict(median <= TARGET_RATIO)} |")
         # the cap holds for every round, not only the median one
         rss = max(x["peak_rss_mb"] for x in best.get("rounds") or [best])
         lines.append(f"| {job}: peak RSS ≤ 1 GiB (largest of the rounds) | {best_name} "
-                     f"{rss:,.0f} MB | {_verdict(rss <= TARGET_RSS_MB)} |")
+                     f"{rss:,.0f} MB | {verdict(rss <= TARGET_RSS_MB)} |")
     audited = [x for g in groups.values() for n, r in g.items()
                if not n.startswith("floor:") for x in (r.get("rounds") or [r])]
     if audited:
@@ -210,7 +211,7 @@ def targets(rows: list[Row]) -> list[str]:
         left = sum(x["residue_physical_rows"] for x in audited)
         lines.append(f"| no residue after a scrub (an audit of every file of the scrubbed "
                      f"lake) | {left:,} rows found in {len(audited)} audited job(s) | "
-                     f"{_verdict(left == 0)} |")
+                     f"{verdict(left == 0)} |")
     small = {n: r for n, r in groups.get((sf, "bucket", 10), {}).items()
              if not n.startswith("floor:")}
     target = f"sf {sf:g}, bucket layout, 10 customers: only the files that hold them rewritten"
@@ -221,7 +222,7 @@ def targets(rows: list[Row]) -> list[str]:
         ok = r["files_rewritten"] <= r["touched_files"] < r["files_total"]
         lines.append(f"| {target} | {n}: {r['files_rewritten']:,} of {r['files_total']:,} "
                      f"files rewritten; the dry-run plan found keys in "
-                     f"{r['touched_files']:,} | {_verdict(ok)} |")
+                     f"{r['touched_files']:,} | {verdict(ok)} |")
     return lines
 
 

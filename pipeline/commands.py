@@ -213,6 +213,14 @@ def scrub(
         if outcome.receipt_path is not None:
             out.print(f"receipt: {outcome.receipt_path}")
         return
+    first = outcome.resumed_first
+    if first is not None:
+        f = first.receipt
+        out.print(f"finished interrupted job {f['job_id']} as it started, with default "
+                  f"verification: {f['totals']['rows_erased']:,} rows erased; receipt: "
+                  f"{first.receipt_path}")
+        out.print(f"then job {r['job_id']} re-resolved the keys, planned and verified trusting "
+                  "no metadata (--verify deep):")
     t = r["totals"]
     out.print(f"erased {t['rows_erased']:,} rows of {_plural(r['request']['ids'], 'customer')} "
               f"({r['request']['unknown_ids']:,} unknown) with {r['strategy']}: "

@@ -108,14 +108,17 @@ class Journal:
 
     @classmethod
     def for_request(cls, root: Path, ids: np.ndarray, create: bool = True,
-                    fingerprint: str | None = None) -> Journal | None:
+                    fingerprint: str | None = None, verify: str = "default"
+                    ) -> Journal | None:
         """The job of a request (its id is a keyed hash of the ids); with create=False, None
         when the lake has no receipt key yet, so nothing is written before validation.
 
         With the lake's `fingerprint`, a finished job stands for the request only while the
         lake is as that job left it. Once the lake has changed (data ingested, other jobs
         run), the same ids are a new request: the next job of the series (`<id>-1`, `-2`, …),
-        so a customer who asks again is erased again and every receipt is kept."""
+        so a customer who asks again is erased again and every receipt is kept. Nor does a
+        job verified by footers stand for a request to `verify` deep: the next job then
+        resolves, plans and verifies without trusting any metadata."""
         secret = lake_secret(root, create)
         if secret is None:
             return None
@@ -123,8 +126,8 @@ class Journal:
         job, n = cls(root, base), 0
         # a receipt from before fingerprints were recorded cannot vouch for the lake: the
         # request runs again (finding nothing where nothing came back)
-        while fingerprint is not None and job.finished and \
-                job.receipt().get("lake_fingerprint") != fingerprint:
+        while fingerprint is not None and job.finished and not job.stands_for(fingerprint,
+                                                                             verify):
             n += 1
             job = cls(root, f"{base}-{n}")
         return job
@@ -153,6 +156,14 @@ class Journal:
             return []
         return sorted(p.name for p in d.iterdir()
                       if (p / "plan.json").exists() and not (p / "done.json").exists())
+
+    def stands_for(self, fingerprint: str, verify: str) -> bool:
+        """Whether this finished job answers a request made now: the lake is as it left it
+        and it was verified at least as thoroughly as asked."""
+        done = self.receipt()
+        mode = done.get("verification", {}).get("mode", "default")
+        return done.get("lake_fingerprint") == fingerprint and (verify != "deep" or
+                                                                 mode == "deep")
 
     # --- state -------------------------------------------------------------------------
     @property

@@ -131,12 +131,16 @@ def write_receipt_copy(receipt: dict, path: Path) -> Path:
     return Path(path)
 
 
+def receipt_file(lake: Lake, job_id: str) -> Path:
+    """Where the lake keeps a job's receipt."""
+    return lake.root / SCRUB_DIR / "receipts" / f"{job_id}.json"
+
+
 def write_receipt(lake: Lake, job_id: str, receipt: dict, extra: Path | None) -> Path:
     receipt["job_id"] = job_id
     text = json.dumps(receipt, indent=1)
-    d = lake.root / SCRUB_DIR / "receipts"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{job_id}.json"
+    path = receipt_file(lake, job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     if extra is not None:
         return write_receipt_copy(receipt, extra)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ from pipeline.journal import Journal
 from pipeline.lake import SCRUB_DIR, DataFile, Lake, LakeError, open_parquet
 from pipeline.lock import lake_lock
 from pipeline.plan import FilePlan, Planner, Rule
-from pipeline.receipt import build_receipt, write_receipt, write_receipt_copy
+from pipeline.receipt import build_receipt, receipt_file, write_receipt, write_receipt_copy
 from pipeline.resolve import resolve_keys
 from pipeline.room import check_room, check_writable
 from pipeline.signals import StopRequest, exit_code_of, stop_requests
@@ -76,6 +76,9 @@ class ScrubOutcome:
     receipt_path: Path | None
     plan: ScrubPlan | None
     already_done: bool = False
+    # the unfinished job this command finished first, as it had started (footer verification),
+    # before the job of this outcome verified the lake deep
+    resumed_first: ScrubOutcome | None = None
 
 
 def table_jobs(lake: Lake) -> list[tuple[str, tuple[Rule, ...], tuple[str, ...]]]:
@@ -154,8 +157,20 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
               progress: Progress | None = None) -> ScrubOutcome:
     """Erase the request's customers from every table, region and replica of the lake."""
     with lake_lock(lake.root):
-        return _run_scrub(lake, request, strategy_name, workers=workers, verify=verify,
-                          receipt_path=receipt_path, progress=progress)
+        outcome = _run_scrub(lake, request, strategy_name, workers=workers, verify=verify,
+                             receipt_path=receipt_path, progress=progress)
+        if verify == "deep" and outcome.receipt["verification"]["mode"] != "deep":
+            # An unfinished job started with footer verification was resumed: it finished as
+            # it started (its keys were resolved trusting footer statistics). Deep was asked
+            # for, so the next job of the request re-resolves, plans and verifies trusting
+            # nothing, and erases what the first one's metadata hid.
+            deep = _run_scrub(lake, request, strategy_name, workers=workers, verify=verify,
+                              receipt_path=receipt_path, progress=progress)
+            # its receipt as the lake keeps it (a --receipt copy now holds the deep job's)
+            deep.resumed_first = replace(
+                outcome, receipt_path=receipt_file(lake, outcome.receipt["job_id"]))
+            return deep
+        return outcome
 
 
 def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, workers: int,
@@ -166,7 +181,8 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
     strategy = strategies.get(strategy_name)
     lake.reload()  # the manifest as it is now that this job holds the lake
     fingerprint = lake.fingerprint()
-    journal = Journal.for_request(lake.root, request.ids, create=False, fingerprint=fingerprint)
+    journal = Journal.for_request(lake.root, request.ids, create=False,
+                                  fingerprint=fingerprint, verify=verify)
     if journal is not None and journal.finished:
         # Nothing changed since this request's job finished (else for_request would have
         # named the next job): a no-op, once the files are checked to still be the
@@ -185,6 +201,9 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
     if journal is not None and journal.started:
         keys, saved = journal.load()
         resumed = True
+        # a job finishes as it started: its keys, its plans, its verification (jobs from
+        # before the mode was journaled verified by footers)
+        verify = saved.get("verify", "default")
     else:
         # A killed job's files and manifest are half old, half new: another job run now
         # would rewrite the same files, and the killed one, resumed later, would write its
@@ -196,7 +215,8 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
                 f"the command that started it to finish it first (its customer ids are in "
                 f"{SCRUB_DIR}/{others[0]}/keys-{lake.lineage.subject}.parquet)")
         lake.validate()  # before anything is written, the receipt key included
-        journal = Journal.for_request(lake.root, request.ids, fingerprint=fingerprint)
+        journal = Journal.for_request(lake.root, request.ids, fingerprint=fingerprint,
+                                      verify=verify)
         # `--verify deep` trusts no metadata from the start: a key that a damaged footer
         # statistic or a misplaced file hides is resolved and erased, not only reported
         try:
@@ -204,7 +224,7 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
                                 trust_metadata=verify != "deep")
         except (KeyboardInterrupt, SystemExit) as e:
             raise JobNotStarted(exit_code_of(e)) from None
-        saved = {"complete": False}
+        saved = {"complete": False, "verify": verify}
         journal.start(keys, saved)
         resumed = False
         seconds["resolve"] = time.perf_counter() - t_start
@@ -218,6 +238,7 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
         full = plan.to_json()
         full["complete"] = True
         full["present_id_values"] = plan.present_ids.tolist()
+        full["verify"] = verify
         journal.complete(full)
     crashpoint("planned")
     make_durable(lake.root, [fp.file.path for fp in plan.touched])

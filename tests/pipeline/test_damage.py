@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ from pipeline.rowhash import row_checksum
 from pipeline.scrub import plan_scrub, run_scrub
 from pipeline.strategies.cow_arrow import ArrowRewrite
 from tests.pipeline.conftest import TINY, lake_digest, snapshot
-from tests.pipeline.test_faults import IDS, data_state
+from tests.pipeline.test_faults import IDS, REPO, data_state
 
 runner = CliRunner()
 
@@ -339,3 +342,55 @@ def test_deep_verification_trusts_no_footer_statistics(date_src: Path, tmp_path:
     assert out.receipt["verification"]["passed"]
     left = pq.read_table(lake / rel, columns=["customer_id"])["customer_id"].to_numpy()
     assert hidden not in left and len(left) > 0
+
+
+def _customers_in(path: Path) -> np.ndarray:
+    return pq.read_table(path, columns=["customer_id"])["customer_id"].to_numpy()
+
+
+def test_deep_after_a_default_job_is_a_new_job(date_src: Path, tmp_path: Path) -> None:
+    """A request already done with footer verification, asked again with `--verify deep`, is
+    not answered by the old receipt: a new job trusts no statistic and erases what one hid."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    rel, hidden = _lie_in_statistics(lake, "transcripts")
+    request = parse_ids(str(hidden))
+    first = run_scrub(Lake.open(lake), request, "arrow", workers=1)
+    assert first.receipt["verification"]["mode"] == "default"
+    assert hidden in _customers_in(lake / rel)  # what trusting the lie leaves
+    assert run_scrub(Lake.open(lake), request, "arrow", workers=1).already_done
+
+    deep = run_scrub(Lake.open(lake), request, "arrow", workers=1, verify="deep")
+    assert not deep.already_done and deep.resumed_first is None
+    assert deep.receipt["job_id"] == first.receipt["job_id"] + "-1"
+    assert deep.receipt["verification"] == {**deep.receipt["verification"], "mode": "deep",
+                                            "passed": True}
+    assert hidden not in _customers_in(lake / rel)
+    # now both requests are answered by the deep job
+    for verify in ("deep", "default"):
+        again = run_scrub(Lake.open(lake), request, "arrow", workers=1, verify=verify)
+        assert again.already_done and again.receipt["job_id"] == deep.receipt["job_id"]
+
+
+def test_a_default_job_resumed_deep_finishes_then_verifies_deep(date_src: Path,
+                                                                 tmp_path: Path) -> None:
+    """A job started with footer verification and killed, re-run with `--verify deep`: it
+    finishes as it started (its keys, resolved trusting the statistics), then the next job
+    re-resolves and plans trusting nothing, so the hidden rows go too."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    rel, hidden = _lie_in_statistics(lake, "transcripts")
+    cmd = [sys.executable, "-m", "pipeline.cli", "scrub", "--lake", str(lake), "--ids",
+           str(hidden), "--strategy", "arrow", "--workers", "1"]
+    env = {**os.environ, "VOICESCRUB_CRASH_AT": "after_rename:1"}
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-500:]
+
+    result = CliRunner().invoke(app, ["scrub", "--lake", str(lake), "--ids", str(hidden),
+                                      "--workers", "1", "--verify", "deep"])
+    assert result.exit_code == 0, result.output
+    assert "finished interrupted job" in result.output and "--verify deep" in result.output
+    receipts = [json.loads(p.read_text()) for p in (lake / "_scrub/receipts").glob("*.json")]
+    modes = sorted((r["job_id"], r["verification"]["mode"]) for r in receipts)
+    assert [m for _, m in modes] == ["default", "deep"]
+    assert modes[1][0] == modes[0][0] + "-1"
+    assert hidden not in _customers_in(lake / rel)
+    assert not [p for p in lake.rglob("*") if p.name.endswith(".tmp")]

@@ -39,8 +39,9 @@ from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal, keyed_hashes, lake_secret
 from pipeline.lake import SCRUB_DIR
 from pipeline.lock import lake_lock
-from pipeline.plan import is_view, key_array, match, plain_views
+from pipeline.plan import is_view, key_array, match, match_np, plain_views
 from pipeline.receipt import engine_versions, write_receipt_copy
+from pipeline.room import check_format_room
 from pipeline.rowhash import row_checksum
 from pipeline.strategies.base import add64
 
@@ -71,6 +72,37 @@ def flake_type(flake: FormatLake, fmt: TableFormat, table: str, column: str) -> 
     for b in fmt.scan(flake, table, [column]):
         return b.schema.field(column).type
     return pa.int64()
+
+
+def files_holding_keys(flake: FormatLake, fmt: TableFormat,
+                       keys: dict[str, pa.Array]) -> list[tuple[Path, int]]:
+    """The live data files whose key columns hold a key, and their sizes: what the job will
+    rewrite (rows a DELETE already hid are counted: the purge rewrites their files). Read from
+    the files' key columns; a file without one of them counts as held (the bound stays safe)."""
+    out = []
+    for table in flake.tables():
+        rules = [(r.column, keys[r.key]) for r in flake.lineage.rules_for(table)
+                 if r.key in keys]
+        if not rules:
+            continue
+        columns = list(dict.fromkeys(c for c, _ in rules))
+        for name in fmt.data_files(flake, table):
+            path = Path(name)
+            with pq.ParquetFile(path) as pf:
+                if set(columns) <= set(pf.schema_arrow.names):
+                    t = _without_views(pf.read(columns=columns))
+                    holds = any(match_np(t[c], k).any() for c, k in rules)
+                else:
+                    holds = True
+            if holds:
+                out.append((path, path.stat().st_size))
+    return out
+
+
+def files_to_purge(flake: FormatLake, fmt: TableFormat) -> list[tuple[Path, int]]:
+    """The data files the purge will rewrite, and their sizes."""
+    return [(p, p.stat().st_size) for t in flake.tables()
+            for p in map(Path, fmt.files_to_purge(flake, t))]
 
 
 def count_matches(flake: FormatLake, fmt: TableFormat, table: str, column: str,
@@ -227,9 +259,11 @@ def run_format_scrub(flake: FormatLake, request: ErasureRequest, strategy: str, 
 def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical_only: bool,
            verify: bool, receipt_path: Path | None) -> tuple[dict, Path]:
     started_at = dt.datetime.now(dt.UTC)
-    journal = Journal.for_request(flake.root, request.ids,
-                                  fingerprint=format_fingerprint(flake, fmt))
-    if journal.finished:  # and the lake is as that job (or the purge after it) left it
+    fingerprint = format_fingerprint(flake, fmt)
+    # no receipt key is made yet (None without one): nothing is written before the room check
+    journal = Journal.for_request(flake.root, request.ids, create=False,
+                                  fingerprint=fingerprint)
+    if journal is not None and journal.finished:  # the lake as it (or a purge after it) left
         done = journal.receipt()
         if receipt_path is not None:
             return done, write_receipt_copy(done, receipt_path)
@@ -237,6 +271,13 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
     t0 = time.perf_counter()
     keys = resolve_format_keys(flake, fmt, request.ids)
     present = _present(flake, fmt, request.ids)
+    t_room = time.perf_counter()
+    rewritten = files_holding_keys(flake, fmt, keys) if fmt.delete_rewrites or \
+        not logical_only else []
+    if not logical_only:  # the purge also rewrites what earlier logical-only jobs left
+        rewritten = sorted(set(rewritten) | set(files_to_purge(flake, fmt)))
+    check_format_room(flake.root, rewritten, fmt.name)  # before anything is written
+    journal = Journal.for_request(flake.root, request.ids, fingerprint=fingerprint)
     t1 = time.perf_counter()
     bytes_before = _disk_bytes(flake.root)
     logical, checks, logical_s, verify_l = logical_step(flake, fmt, keys, verify)
@@ -245,7 +286,10 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
     receipt["logical"] = {"tables": logical, "verification": checks, "seconds": logical_s,
                           "verify_seconds": verify_l, "bytes_on_disk_after": bytes_logical}
     receipt["bytes_on_disk_before"] = bytes_before
-    receipt["timings_s"] = {"resolve": t1 - t0, "logical": logical_s, "verify": verify_l}
+    receipt["room_checked"] = {"data_files_to_rewrite": len(rewritten),
+                               "bytes": sum(b for _, b in rewritten)}
+    receipt["timings_s"] = {"resolve": t_room - t0, "room_check": t1 - t_room,
+                            "logical": logical_s, "verify": verify_l}
     if not checks["passed"]:
         raise FormatVerificationError(f"logical step failed verification: "
                                       f"{checks['failures'][:3]}")
@@ -292,6 +336,8 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
     fmt = _format_of(flake, strategy)
     pending = _pending(flake)
     try:
+        check_format_room(flake.root, files_to_purge(flake, fmt), f"{fmt.name}'s purge",
+                          "deleted rows")
         phys = _purge(flake, fmt, verify)
         after = format_fingerprint(flake, fmt)  # the lake the purge leaves
     finally:

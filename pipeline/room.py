@@ -24,26 +24,50 @@ def check_room(lake: Lake, files_in_flight: int) -> None:
     than its `files_in_flight` largest data files there (each new file is written beside its
     old one, and the old one's space is freed by the rename), plus SLACK where the lake's
     root is (its `_scrub/`). Tables may live on other filesystems (symlinked directories)."""
-    root_dev = os.stat(lake.root).st_dev
+    for where, held, slack in _by_filesystem(lake.root, _data_files(lake)):
+        needed = sum(sorted(held, reverse=True)[:max(1, files_in_flight)]) + slack
+        free = shutil.disk_usage(where).free
+        if free < needed:
+            raise LakeError(
+                f"the filesystem of {where} has {free / 1e6:,.1f} MB free; a scrub "
+                f"writes each new file beside its old one, and {files_in_flight} file(s) in "
+                f"flight (--workers) need up to {needed / 1e6:,.1f} MB there: free some space "
+                "or lower --workers")
+
+
+def check_format_room(root: Path, rewritten: list[tuple[Path, int]], format_name: str,
+                      holding: str = "the customers' rows") -> None:
+    """Refuse a table-format job, before it writes anything, when a filesystem of the lake has
+    less room than the data files it will rewrite there (`rewritten`: path, size), plus SLACK
+    where the root is. A format rewrites every file holding an erased row and lets go of the
+    old files only in its purge, after every table (or at least the table) is rewritten."""
+    for where, held, slack in _by_filesystem(root, rewritten):
+        needed = sum(held) + slack
+        free = shutil.disk_usage(where).free
+        if free < needed:
+            raise LakeError(
+                f"the filesystem of {where} has {free / 1e6:,.1f} MB free; {format_name} "
+                f"rewrites the {len(held):,} data file(s) there that hold {holding} and "
+                f"keeps the old ones until its purge ends: up to {needed / 1e6:,.1f} MB are "
+                "needed there. Free some space; nothing was written")
+
+
+def _by_filesystem(root: Path, files: list[tuple[Path, int]]
+                   ) -> list[tuple[Path, list[int], int]]:
+    """The files' sizes grouped by filesystem: (a directory on it, sizes, slack), the root's
+    filesystem always among them with SLACK (the job's `_scrub/`); tables may live on other
+    filesystems (symlinked directories)."""
+    root_dev = os.stat(root).st_dev
     sizes: dict[int, list[int]] = {root_dev: []}
-    where: dict[int, Path] = {root_dev: lake.root}
+    where: dict[int, Path] = {root_dev: root}
     devices: dict[Path, int] = {}
-    for path, size in _data_files(lake):
+    for path, size in files:
         dev = devices.get(path.parent)
         if dev is None:
             dev = devices[path.parent] = os.stat(path.parent).st_dev
         sizes.setdefault(dev, []).append(size)
         where.setdefault(dev, path.parent)
-    for dev, held in sizes.items():
-        needed = sum(sorted(held, reverse=True)[:max(1, files_in_flight)])
-        needed += SLACK if dev == root_dev else 0
-        free = shutil.disk_usage(where[dev]).free
-        if free < needed:
-            raise LakeError(
-                f"the filesystem of {where[dev]} has {free / 1e6:,.1f} MB free; a scrub "
-                f"writes each new file beside its old one, and {files_in_flight} file(s) in "
-                f"flight (--workers) need up to {needed / 1e6:,.1f} MB there: free some space "
-                "or lower --workers")
+    return [(where[d], held, SLACK if d == root_dev else 0) for d, held in sizes.items()]
 
 
 def _data_files(lake: Lake) -> list[tuple[Path, int]]:

@@ -97,6 +97,9 @@ class TableFormat(ABC):
     description: ClassVar[str]
     # directories (by name) under table_dir that hold the format's metadata, never data files
     metadata_dirs: ClassVar[tuple[str, ...]] = ()
+    # whether the DELETE rewrites the files holding erased rows (else it writes delete files,
+    # and the purge rewrites them)
+    delete_rewrites: ClassVar[bool] = True
 
     # --- conversion -------------------------------------------------------------------------
     @abstractmethod
@@ -149,6 +152,11 @@ class TableFormat(ABC):
     @abstractmethod
     def purge(self, flake: FormatLake, table: str) -> StepResult:
         """Everything it takes until no byte of deleted rows is left under the table."""
+
+    def files_to_purge(self, flake: FormatLake, table: str) -> list[str]:
+        """Data files the purge rewrites (rows deleted earlier left in them): it holds the old
+        and the new copy until it ends. None for a purge that only deletes files."""
+        return []
 
     def snapshot_id(self, flake: FormatLake) -> int | None:
         """The current snapshot, for formats whose purge rewrites files (see rows_of_files)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.formats.base import FormatLake, StepResult, TableFormat
 from pipeline.lake import fsync_dir, fsync_path
@@ -49,6 +50,7 @@ class DuckLake(TableFormat):
     engine = "duckdb"
     description = ("DuckLake (DuckDB extension): DELETE writes delete files; rewrite + expire + "
                    "cleanup + catalog compaction")
+    delete_rewrites = False
 
     def base(self, flake: FormatLake) -> Path:
         return flake.root / "ducklake"
@@ -127,6 +129,20 @@ class DuckLake(TableFormat):
 
     def live_files(self, flake: FormatLake, table: str) -> list[str]:
         return [f for pair in self._files(flake, table) for f in pair if f]
+
+    def files_to_purge(self, flake: FormatLake, table: str) -> list[str]:
+        # A file with deleted rows shows fewer rows than its footer holds. Not "has a delete
+        # file": small deletes are inlined into the catalog (DuckLake's deletion inlining)
+        # and the rewrite takes those files too. A file none of whose rows shows is dropped,
+        # not rewritten.
+        con = self.session(flake)
+        try:
+            shown = dict(con.execute(f"SELECT filename, count(*) FROM {ALIAS}.{table} "
+                                     "GROUP BY ALL").fetchall())
+            files = [d for d, _ in self._files(flake, table, con)]
+        finally:
+            con.close()
+        return [f for f in files if 0 < shown.get(f, 0) < pq.read_metadata(f).num_rows]
 
     def table_dir(self, flake: FormatLake, table: str) -> Path:
         return self.base(flake) / "data" / "main" / table

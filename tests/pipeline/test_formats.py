@@ -171,6 +171,52 @@ def test_scrub_random_customers(fmt: str, date_src: Path, tmp_path_factory: pyte
     assert receipt["physical"]["verification"]["passed"]
     assert kept_checksums(flake, None) == before
     assert run_audit(Lake.open(root), np.array(sorted(set(ids))), names=False).clean
+    # the room check's bound is the files the format did rewrite, no more, no fewer
+    step = "logical" if get(fmt).delete_rewrites else "physical"
+    removed = sum(t.get("files_removed", 0) for t in receipt[step]["tables"].values())
+    assert receipt["room_checked"]["data_files_to_rewrite"] == removed
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_no_room_for_the_rewrites_is_refused_before_anything_is_written(
+        fmt: str, date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import room
+    from pipeline.format_scrub import files_holding_keys
+
+    flake = fresh(fmt, converted, date_src, tmp_path / fmt)
+    ids = [3, 4, 5]
+    keys = resolve_format_keys(flake, get(fmt), np.array(ids, np.int64))
+    held = files_holding_keys(flake, get(fmt), keys)
+    assert len(held) > 3
+    needed = sum(b for _, b in held) + room.SLACK
+    usage = shutil.disk_usage(flake.root)
+    before = lake_digest(flake.root)
+    args = ["scrub", "--lake", str(flake.root), "--strategy", fmt, "--ids", "3,4,5"]
+    monkeypatch.setattr(room.shutil, "disk_usage", lambda _: usage._replace(free=needed - 1))
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    out = " ".join(r.output.split())
+    assert f"rewrites the {len(held)} data file(s)" in out and "nothing was written" in out
+    assert lake_digest(flake.root) == before
+    if not get(fmt).delete_rewrites:
+        # its DELETE writes delete files only: room for those; the purge rewrites the files
+        r = runner.invoke(app, [*args, "--logical-only"])
+        assert r.exit_code == 0, r.output
+        purge = ["purge", "--lake", str(flake.root), "--strategy", fmt]
+        before = lake_digest(flake.root)
+        r = runner.invoke(app, purge)
+        assert r.exit_code == 2, r.output
+        out = " ".join(r.output.split())
+        assert f"purge rewrites the {len(held)} data file(s) there that hold deleted rows" in out
+        assert lake_digest(flake.root) == before
+        monkeypatch.setattr(room.shutil, "disk_usage", lambda _: usage._replace(free=needed))
+        r = runner.invoke(app, purge)
+        assert r.exit_code == 0, r.output
+        return
+    monkeypatch.setattr(room.shutil, "disk_usage", lambda _: usage._replace(free=needed))
+    r = runner.invoke(app, args)  # exactly enough
+    assert r.exit_code == 0, r.output
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -216,9 +216,9 @@ def scrub(
     first = outcome.resumed_first
     if first is not None:
         f = first.receipt
-        out.print(f"finished interrupted job {f['job_id']} as it started, with default "
-                  f"verification: {f['totals']['rows_erased']:,} rows erased; receipt: "
-                  f"{first.receipt_path}")
+        out.print(f"finished interrupted job {f['job_id']} with footer verification, on the "
+                  f"keys it resolved when it started: {f['totals']['rows_erased']:,} rows "
+                  f"erased; receipt: {first.receipt_path}")
         out.print(f"then job {r['job_id']} re-resolved the keys, planned and verified trusting "
                   "no metadata (--verify deep):")
     t = r["totals"]

@@ -78,7 +78,10 @@ def files_holding_keys(flake: FormatLake, fmt: TableFormat,
                        keys: dict[str, pa.Array]) -> list[tuple[Path, int]]:
     """The live data files whose key columns hold a key, and their sizes: what the job will
     rewrite (rows a DELETE already hid are counted: the purge rewrites their files). Read from
-    the files' key columns; a file without one of them counts as held (the bound stays safe)."""
+    the files' key columns; a file without one of them counts as held (the bound stays safe).
+    Where the DELETE rewrites, a file is listed once per rule of its table that still finds
+    rows in it: each rule is its own DELETE, which rewrites the previous one's copy (a lineage
+    with two key columns on one table)."""
     out = []
     for table in flake.tables():
         rules = [(r.column, keys[r.key]) for r in flake.lineage.rules_for(table)
@@ -91,11 +94,15 @@ def files_holding_keys(flake: FormatLake, fmt: TableFormat,
             with pq.ParquetFile(path) as pf:
                 if set(columns) <= set(pf.schema_arrow.names):
                     t = _without_views(pf.read(columns=columns))
-                    holds = any(match_np(t[c], k).any() for c, k in rules)
+                    holds, gone = 0, np.zeros(t.num_rows, bool)
+                    for c, k in rules:  # in the order the DELETEs run: each takes what is left
+                        hit = match_np(t[c], k) & ~gone
+                        holds += bool(hit.any())
+                        gone |= hit
                 else:
-                    holds = True
-            if holds:
-                out.append((path, path.stat().st_size))
+                    holds = len(rules)
+            size = path.stat().st_size
+            out += [(path, size)] * (holds if fmt.delete_rewrites else min(holds, 1))
     return out
 
 
@@ -172,8 +179,22 @@ def logical_step(flake: FormatLake, fmt: TableFormat, keys: dict[str, pa.Array],
                 entry.update(_rewrite_check(res, (rule.column, k), failures, table))
             verify_s += (t1 - t0) + (time.perf_counter() - t2)
             step_s += t2 - t1
-            tables[table] = entry
+            entry["column"] = rule.column
+            tables[table] = _merged(tables[table], entry) if table in tables else entry
     return tables, {"passed": not failures, "failures": failures}, step_s, verify_s
+
+
+def _merged(first: dict, then: dict) -> dict:
+    """One table's entry over two DELETEs (a lineage with two key columns on it): counts
+    summed, rows before the first and after the last, each DELETE's own entry kept."""
+    rules = first.pop("by_column", None) or [dict(first)]
+    out = {k: (first.get(k, 0) or 0) + v if isinstance(v, int | float) and
+           not isinstance(v, bool) else v for k, v in then.items()}
+    out["rows_before"] = rules[0]["rows_before"]
+    out["rows_after"] = then["rows_after"]
+    out.pop("column", None)
+    out["by_column"] = [*rules, then]
+    return out
 
 
 def _rewrite_check(res: StepResult, drop: tuple[str, pa.Array], failures: list[str],
@@ -275,7 +296,8 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
     rewritten = files_holding_keys(flake, fmt, keys) if fmt.delete_rewrites or \
         not logical_only else []
     if not logical_only:  # the purge also rewrites what earlier logical-only jobs left
-        rewritten = sorted(set(rewritten) | set(files_to_purge(flake, fmt)))
+        counted = set(rewritten)
+        rewritten += [f for f in files_to_purge(flake, fmt) if f not in counted]
     check_format_room(flake.root, rewritten, fmt.name)  # before anything is written
     journal = Journal.for_request(flake.root, request.ids, fingerprint=fingerprint)
     t1 = time.perf_counter()

@@ -184,6 +184,11 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
     journal = Journal.for_request(lake.root, request.ids, create=False,
                                   fingerprint=fingerprint, verify=verify)
     if journal is not None and journal.finished:
+        # an unfinished job of these ids comes first (a deep job run after a footer-verified
+        # one, killed before it changed the manifest, leaves the first one standing)
+        journal = Journal.unfinished_for(lake.root, request.ids, lake.lineage.subject) or \
+            journal
+    if journal is not None and journal.finished:
         # Nothing changed since this request's job finished (else for_request would have
         # named the next job): a no-op, once the files are checked to still be the
         # manifest's (rows added behind its back must not pass as done).

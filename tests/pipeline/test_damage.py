@@ -371,6 +371,30 @@ def test_deep_after_a_default_job_is_a_new_job(date_src: Path, tmp_path: Path) -
         assert again.already_done and again.receipt["job_id"] == deep.receipt["job_id"]
 
 
+@pytest.mark.parametrize("point", ["resolved", "after_rename:1"])
+def test_a_killed_deep_job_is_finished_by_a_default_rerun(point: str, date_src: Path,
+                                                          tmp_path: Path) -> None:
+    """The deep job run after a footer-verified one, killed before it changed the manifest:
+    the default command finishes it (deep, as it started) rather than answering with the
+    first job's receipt or calling the half-rewritten lake damaged."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    rel, hidden = _lie_in_statistics(lake, "transcripts")
+    request = parse_ids(str(hidden))
+    first = run_scrub(Lake.open(lake), request, "arrow", workers=1)
+    cmd = [sys.executable, "-m", "pipeline.cli", "scrub", "--lake", str(lake), "--ids",
+           str(hidden), "--strategy", "arrow", "--workers", "1", "--verify", "deep"]
+    env = {**os.environ, "VOICESCRUB_CRASH_AT": point}
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-500:]
+
+    out = run_scrub(Lake.open(lake), request, "arrow", workers=1)
+    assert not out.already_done
+    assert out.receipt["job_id"] == first.receipt["job_id"] + "-1"
+    assert out.receipt["verification"]["mode"] == "deep" and out.receipt["resumed"]
+    assert hidden not in _customers_in(lake / rel)
+    assert run_scrub(Lake.open(lake), request, "arrow", workers=1).already_done
+
+
 def test_a_default_job_resumed_deep_finishes_then_verifies_deep(date_src: Path,
                                                                  tmp_path: Path) -> None:
     """A job started with footer verification and killed, re-run with `--verify deep`: it

@@ -91,9 +91,21 @@ class Delta(TableFormat):
         return [_uri_path(u) for u in self._table(flake, table).file_uris()]
 
     def duckdb_source(self, flake: FormatLake, con, table: str) -> str:  # noqa: ANN001
-        name = f"__delta_{table}"
-        con.register(name, self._table(flake, table).to_pyarrow_dataset())
-        return name
+        # DuckDB reads the snapshot's files itself: through a pyarrow dataset, a filter DuckDB
+        # pushes down fails on the files a DELETE rewrote, which delta-rs writes with
+        # string_view columns (Arrow 26 cannot compare them with the table's string type)
+        dt = self._table(flake, table)
+        schema = dt.to_pyarrow_dataset().schema
+        files = self.data_files(flake, table)
+        if not files:
+            name = f"__delta_{table}"
+            con.register(name, schema.empty_table())
+            return name
+        cols = ", ".join('"' + n.replace('"', '""') + '"' for n in schema.names)
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        # the partition columns (region, origin) are the files' Hive-style directories
+        return (f"(SELECT {cols} FROM read_parquet([{listing}], hive_partitioning = true, "
+                "union_by_name = true))")
 
     def _actions(self, flake: FormatLake, table: str, first: int, last: int) -> tuple[list, list]:
         """Paths added and removed by the commits first..last (inclusive)."""

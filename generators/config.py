@@ -61,7 +61,11 @@ class LakeConfig:
                 f"--audio-bytes must be an even number >= {WAV_HEADER_BYTES + 2}, "
                 f"got {self.audio_bytes}")
         if self.buckets < 0 or self.buckets > 4096:
-            raise ConfigError(f"--buckets must be between 1 and 4096, got {self.buckets}")
+            raise ConfigError(f"--buckets must be 0 (sized from --sf) or between 1 and 4096, "
+                              f"got {self.buckets}")
+        if self.buckets and self.layout != "bucket":
+            raise ConfigError(f"--buckets {self.buckets} is for --layout bucket; the "
+                              f"{self.layout} layout has no buckets")
         if self.workers < 0:
             raise ConfigError(f"--workers must be >= 0, got {self.workers}")
         if self.n_customers >= 1 << 28:

@@ -425,8 +425,8 @@ def _schedule(pool: ProcessPoolExecutor, first: list[Unit], second: list[Unit], 
             unit = pending.popleft()
             running[pool.submit(_run_unit, unit)] = unit
 
-    with sigint_blocked():
-        fill()  # starts the workers: see sigint_blocked
+    with sigint_blocked(), _stops_deferred():
+        fill()  # starts the workers: see sigint_blocked and _stops_deferred
     while pending or running:
         fill()
         # short naps: a main thread blocked on a lock is not woken by Ctrl-C
@@ -438,6 +438,27 @@ def _schedule(pool: ProcessPoolExecutor, first: list[Unit], second: list[Unit], 
                 left[unit.region] -= 1
                 if left[unit.region] == 0:
                     pending.extendleft(reversed(merges[unit.region]))
+
+
+@contextmanager
+def _stops_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM noted while the block starts worker processes, acted on after it:
+    raised mid-start, they cut the pickled start data a spawned worker reads from its pipe,
+    and that worker printed a traceback ("pickle data was truncated")."""
+    got: list[int] = []
+    try:
+        previous = {s: signal.signal(s, lambda signum, _: got.append(signum))
+                    for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not this code's to take
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if got:
+        signal.raise_signal(got[0])  # to the handler the caller had
 
 
 @contextmanager

@@ -15,12 +15,23 @@ from generators.config import ConfigError, LakeConfig
 from generators.schemas import DEFAULT_REGIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Generate a voice-assistant lake, erase customers from it, audit it.")
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"voicescrub {version('voicescrub')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit")] = False) -> None:
     """Generate a voice-assistant lake, erase customers from it, audit it."""
 
 

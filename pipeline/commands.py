@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,18 @@ def check_output_file(path: Path | None, flag: str) -> None:
         raise RequestError(f"{flag} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise RequestError(f"{flag} {path} cannot be written")
+    # os.access says yes to root everywhere: try it (procfs, sysfs, a root-squashed NFS
+    # mount, a read-only filesystem refuse only the real thing)
+    try:
+        if path.exists():
+            with open(path, "ab"):  # appends nothing: the file is unchanged
+                pass
+        else:
+            fd, probe = tempfile.mkstemp(dir=parent, prefix=".voicescrub-probe-")
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        raise RequestError(f"{flag} {path} cannot be written: {e.strerror or e}") from None
 
 
 def check_workers(workers: int) -> None:
@@ -129,6 +142,7 @@ def scrub(
     from pipeline import formats, strategies
     from pipeline.commit import CommitError
     from pipeline.damage import UnreadableFiles
+    from pipeline.receipt import ReceiptNotCopied
     from pipeline.scrub import (
         JobInterrupted,
         JobNotStarted,
@@ -199,6 +213,8 @@ def scrub(
                         "job", code=1) from None
         except VerificationError as e:
             raise _fail(str(e), code=1) from None
+        except ReceiptNotCopied as e:
+            raise _fail(str(e), code=1) from None
         except OSError as e:
             if not disk_full(e):
                 raise
@@ -223,7 +239,7 @@ def scrub(
                   "no metadata (--verify deep):")
     t = r["totals"]
     out.print(f"erased {t['rows_erased']:,} rows of {_plural(r['request']['ids'], 'customer')} "
-              f"({r['request']['unknown_ids']:,} unknown) with {r['strategy']}: "
+              f"({r['request']['unknown_ids']:,} not found in any table) with {r['strategy']}: "
               f"{t['files_rewritten']:,} of {t['files']:,} files rewritten, "
               f"{_human(t['bytes_read'])} read, {_human(t['bytes_written'])} written, "
               f"{r['timings_s']['total']:.1f} s; verification "
@@ -263,8 +279,8 @@ def audit(
         "--names/--no-names", help="Search full names and street addresses in free text "
         "(possible mentions, never residue; the costliest part of an audit)")] = True,
 ) -> None:
-    """Read every file under the lake root; exit 1 if any trace of the customers is left, or
-    if something could not be read (an encrypted archive member, a damaged file)."""
+    """Read every file under the lake root: exit 1 on any trace of the customers, or on a file
+    it could not read (an encrypted archive member, a damaged file)."""
     from pipeline.audit import run_audit
     from pipeline.audit_unpack import UnpackError
 
@@ -284,7 +300,10 @@ def audit(
     except (LakeError, UnpackError) as e:  # e.g. a table-format lake that was moved or copied
         raise _fail(str(e)) from None
     if json_out:
-        json_out.write_text(json.dumps(report.to_json(), indent=1))
+        try:
+            json_out.write_text(json.dumps(report.to_json(), indent=1))
+        except OSError as e:  # exit 2: not to be read as "residue found" (1)
+            raise _fail(f"--json {json_out} could not be written: {e.strerror or e}") from None
     residue = report.residue
     if residue:
         t = Table(title="residue")
@@ -295,15 +314,16 @@ def audit(
         out.print(t)
         if len(residue) > limit:
             out.print(f"… and {len(residue) - limit:,} more findings (--json for all)")
-    names = sum(f.rows for f in report.findings if f.possible and f.kind == "name")
-    addresses = sum(f.rows for f in report.findings if f.possible and f.kind == "address")
+    name_rows = sum(f.rows for f in report.findings if f.possible and f.kind == "name")
+    address_rows = sum(f.rows for f in report.findings if f.possible and f.kind == "address")
     never = f" ({report.never_in_lake:,} never in this lake)" if report.never_in_lake else ""
     out.print(f"read {report.files_read:,} files ({_human(report.bytes_read)}) for "
               f"{_plural(report.customers, 'customer')}{never}: "
               f"logically visible {report.visible_rows:,}, "
               f"physically present but hidden {report.hidden_rows:,}, "
-              f"possible mentions: names {names:,}, street addresses {addresses:,} "
-              f"(not unique to a customer; not residue)")
+              + (f"possible mentions: names {name_rows:,}, street addresses "
+                 f"{address_rows:,} (not unique to a customer; not residue)" if names else
+                 "names and street addresses not searched (--no-names)"))
     if report.unreadable:
         out.print(f"[bold yellow]{_plural(len(report.unreadable), 'thing')} could not be "
                   f"read[/] (what they hold is unknown):")

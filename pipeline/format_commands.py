@@ -8,14 +8,36 @@ from typing import Annotated
 import typer
 
 from generators.lake import disk_full
-from pipeline.commands import _fail, _human, check_output_file, err, out, phase_progress
+from pipeline.commands import (
+    _fail,
+    _human,
+    _plural,
+    check_output_file,
+    err,
+    out,
+    phase_progress,
+)
 from pipeline.intake import ErasureRequest, RequestError
 from pipeline.lake import Lake, LakeError
 
 
+def _open_described(root: Path, what: str) -> Lake:
+    """A lake that must carry _lake.json (these commands take no --lineage)."""
+    if not (Path(root) / "_lake.json").is_file():
+        raise LakeError(f"{root} has no _lake.json: {what}")
+    return Lake.open(root)
+
+
 def check_format_strategy(lake: Lake, strategy: str, dry_run: bool) -> None:
     """A format strategy needs a lake of its format, and a format lake needs its strategy."""
+    from pipeline import formats
+
     lake_format = (lake.manifest or {}).get("format")
+    if lake_format is None and strategy not in formats.available():
+        # `purge --strategy arrow` on a Parquet lake: copy-on-write has nothing to purge
+        raise LakeError(f"{lake.root} is a Parquet lake: its scrubs rewrite files and leave "
+                        f"nothing to purge (purge is for table-format lakes: "
+                        f"{', '.join(formats.available())})")
     if lake_format is None:
         raise LakeError(f"{lake.root} is a Parquet lake; the {strategy} strategy erases from a "
                         f"{strategy} lake: build one with `voicescrub convert --lake {lake.root} "
@@ -37,13 +59,14 @@ def _format_lake(lake: Lake):  # noqa: ANN202
 def scrub_format(lake: Lake, request: ErasureRequest, strategy: str, logical_only: bool,
                  receipt: Path | None) -> None:
     from pipeline.format_scrub import FormatVerificationError, run_format_scrub
+    from pipeline.receipt import ReceiptNotCopied
 
     flake = _format_lake(lake)
     with err.status(f"{strategy}: {'logical delete' if logical_only else 'delete and purge'}"):
         try:
             r, path = run_format_scrub(flake, request, strategy, logical_only=logical_only,
                                        receipt_path=receipt)
-        except FormatVerificationError as e:
+        except (FormatVerificationError, ReceiptNotCopied) as e:
             raise _fail(str(e), 1) from None
         except Exception as e:
             if not disk_full(e):
@@ -51,8 +74,16 @@ def scrub_format(lake: Lake, request: ErasureRequest, strategy: str, logical_onl
             raise _fail(_full_disk(e, lake.root, "scrub"), 1) from None
     lg = r["logical"]
     rows = sum(t["rows_deleted"] for t in lg["tables"].values())
-    out.print(f"{strategy}: deleted {rows:,} rows of {r['request']['ids']:,} customers "
-              f"({r['request']['unknown_ids']:,} unknown) in {lg['seconds']:.1f} s (logical); "
+    if r.get("already_done"):
+        out.print(f"job {r['job_id']} already finished on {r['finished_at']} ({rows:,} rows "
+                  f"deleted), and the lake is as it left it: nothing to delete")
+        if r.get("purged_now"):
+            out.print(f"it was waiting for the purge, which ran now: {r['purged_now']}")
+        out.print(f"state: {r['state']}; receipt: {path}")
+        return
+    who = _plural(r['request']['ids'], 'customer')
+    out.print(f"{strategy}: deleted {rows:,} rows of {who} ({r['request']['unknown_ids']:,} not "
+              f"found in any table) in {lg['seconds']:.1f} s (logical); "
               f"{_human(lg['bytes_on_disk_after'])} on disk")
     if r.get("physical"):
         ph = r["physical"]
@@ -94,7 +125,7 @@ def convert(
     try:
         if to not in available():
             raise ConvertError(f"--to must be one of {', '.join(available())}, got {to!r}")
-        src = Lake.open(lake)
+        src = _open_described(lake, "convert reads a lake `voicescrub generate` wrote")
         check_target(out_dir, force, src.root)
     except (ConvertError, LakeError) as e:
         raise _fail(str(e)) from None
@@ -123,10 +154,11 @@ def purge(
 ) -> None:
     """The physical step: remove every byte the logical deletes left on disk."""
     from pipeline.format_scrub import FormatVerificationError, run_purge
+    from pipeline.receipt import ReceiptNotCopied
 
     try:
         check_output_file(receipt, "--receipt")
-        the_lake = Lake.open(lake)
+        the_lake = _open_described(lake, "purge works on a lake `voicescrub convert` wrote")
         check_format_strategy(the_lake, strategy, False)
     except (LakeError, RequestError) as e:
         raise _fail(str(e)) from None
@@ -135,7 +167,7 @@ def purge(
             r, path = run_purge(_format_lake(the_lake), strategy, receipt_path=receipt)
         except LakeError as e:
             raise _fail(str(e)) from None
-        except FormatVerificationError as e:
+        except (FormatVerificationError, ReceiptNotCopied) as e:
             raise _fail(str(e), 1) from None
         except Exception as e:
             if not disk_full(e):

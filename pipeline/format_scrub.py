@@ -285,10 +285,15 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
     journal = Journal.for_request(flake.root, request.ids, create=False,
                                   fingerprint=fingerprint)
     if journal is not None and journal.finished:  # the lake as it (or a purge after it) left
+        kept = flake.root / SCRUB_DIR / "receipts" / f"{journal.job_id}.json"
+        purged = None
+        if not logical_only and journal.job_id in _pending(flake):
+            # done with --logical-only, asked now for both steps: the purge it waits for
+            _, purged = _run_purge(flake, fmt.name, verify, None)
         done = journal.receipt()
-        if receipt_path is not None:
-            return done, write_receipt_copy(done, receipt_path)
-        return done, journal.dir / "done.json"
+        path = write_receipt_copy(done, receipt_path, kept_at=kept) if receipt_path else kept
+        # what this command did, for its output (not part of the receipt)
+        return {**done, "already_done": True, "purged_now": purged}, path
     t0 = time.perf_counter()
     keys = resolve_format_keys(flake, fmt, request.ids)
     present = _present(flake, fmt, request.ids)
@@ -375,9 +380,6 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"purge-{finished.strftime('%Y%m%dT%H%M%S%fZ')}.json"
     path.write_text(json.dumps(receipt, indent=1))
-    if receipt_path is not None:
-        Path(receipt_path).write_text(json.dumps(receipt, indent=1))
-        path = Path(receipt_path)
     for job_id in pending:
         done = flake.root / SCRUB_DIR / job_id / "done.json"
         if done.exists():
@@ -388,7 +390,12 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
             r["delete_persistence_latency_s"] = next(
                 j["delete_persistence_latency_s"] for j in jobs if j["job_id"] == job_id)
             done.write_text(json.dumps(r, indent=1))
+            kept = flake.root / SCRUB_DIR / "receipts" / f"{job_id}.json"
+            if kept.exists():  # the copy users read says what the purge did too
+                kept.write_text(json.dumps(r, indent=1))
     (flake.root / SCRUB_DIR / PENDING).unlink(missing_ok=True)
+    if receipt_path is not None:  # once the purge is recorded: a failed copy costs only it
+        path = write_receipt_copy(receipt, receipt_path, kept_at=path)
     return receipt, path
 
 
@@ -454,8 +461,7 @@ def _write(flake: FormatLake, journal: Journal, receipt: dict, extra: Path | Non
     text = json.dumps(receipt, indent=1)
     path.write_text(text)
     if extra is not None:
-        Path(extra).write_text(text)
-        return Path(extra)
+        return write_receipt_copy(receipt, extra, kept_at=path)
     return path
 
 

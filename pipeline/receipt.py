@@ -125,9 +125,19 @@ def build_receipt(lake: Lake, request: ErasureRequest, plan: ScrubPlan, strategy
     }
 
 
-def write_receipt_copy(receipt: dict, path: Path) -> Path:
-    """The receipt, also at a path the user named (`--receipt`)."""
-    Path(path).write_text(json.dumps(receipt, indent=1))
+class ReceiptNotCopied(RuntimeError):
+    """The job is done and its receipt kept in the lake; only the `--receipt` copy failed."""
+
+
+def write_receipt_copy(receipt: dict, path: Path, kept_at: Path | None = None) -> Path:
+    """The receipt, also at a path the user named (`--receipt`). Written once the job is
+    finished: a path that fails now (checked writable before the job) costs only the copy."""
+    try:
+        Path(path).write_text(json.dumps(receipt, indent=1))
+    except OSError as e:
+        where = f"; the receipt is kept at {kept_at}" if kept_at is not None else ""
+        raise ReceiptNotCopied(f"the job finished{where}, but --receipt {path} could not be "
+                               f"written: {e.strerror or e}") from None
     return Path(path)
 
 
@@ -136,12 +146,11 @@ def receipt_file(lake: Lake, job_id: str) -> Path:
     return lake.root / SCRUB_DIR / "receipts" / f"{job_id}.json"
 
 
-def write_receipt(lake: Lake, job_id: str, receipt: dict, extra: Path | None) -> Path:
+def write_receipt(lake: Lake, job_id: str, receipt: dict) -> Path:
+    """The receipt where the lake keeps it (`_scrub/receipts/<job id>.json`)."""
     receipt["job_id"] = job_id
     text = json.dumps(receipt, indent=1)
     path = receipt_file(lake, job_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    if extra is not None:
-        return write_receipt_copy(receipt, extra)
     return path

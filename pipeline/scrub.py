@@ -195,7 +195,7 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
         lake.validate()
         done = journal.receipt()
         if receipt_path is not None:
-            receipt_path = write_receipt_copy(done, receipt_path)
+            receipt_path = write_receipt_copy(done, receipt_path, kept_at=journal.dir)
         return ScrubOutcome(done, receipt_path, None, already_done=True)
     check_writable(lake)
     check_room(lake, workers)
@@ -262,12 +262,14 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
                             started_at=started_at, resumed=resumed, verify=verify)
     # the lake as this job leaves it: a re-run of the request is a no-op only while it holds
     receipt["lake_fingerprint"] = lake.fingerprint()
-    path = write_receipt(lake, journal.job_id, receipt, receipt_path)
+    path = write_receipt(lake, journal.job_id, receipt)
     crashpoint("after_receipt")
     if not checks["passed"]:
         raise VerificationError(f"verification failed: {checks['failures'][:3]} "
                                 f"(receipt: {path})")
     journal.finish(receipt)
+    if receipt_path is not None:  # once the job is done: a failed copy cannot leave it open
+        path = write_receipt_copy(receipt, receipt_path, kept_at=path)
     return ScrubOutcome(receipt, path, plan)
 
 

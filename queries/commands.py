@@ -199,6 +199,15 @@ def views(
         return
     if not db.parent.is_dir():
         raise _fail(f"--db: directory {db.parent} does not exist")
+    if db.is_dir():
+        raise _fail(f"--db {db} is a directory: give a file path")
+    if db.exists() and db.stat().st_size:
+        with open(db, "rb") as fh:
+            header = fh.read(12)
+        if header[8:12] != b"DUCK":  # a DuckDB database file's magic bytes
+            # DuckDB opens some other files (a CSV) without error and writes nothing to them
+            raise _fail(f"--db {db} exists and is not a DuckDB database: give a new path, or "
+                        "a DuckDB file to add the views to")
     con = open_lake(lake, str(db))
     n = con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchone()[0]
     con.close()

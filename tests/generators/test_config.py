@@ -23,6 +23,8 @@ runner = CliRunner()
     ({"days": 0}, "--days must be"),
     ({"audio_bytes": 10}, "--audio-bytes must be"),
     ({"seed": -3}, "--seed must be"),
+    ({"layout": "bucket", "buckets": -3}, r"--buckets must be 0 \(sized from --sf\) or"),
+    ({"layout": "date", "buckets": 8}, "--buckets 8 is for --layout bucket"),
 ])
 def test_config_rejects(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -33,6 +35,7 @@ def test_config_rejects(kwargs: dict, message: str) -> None:
     (["--sf", "-1"], "--sf must be a positive number"),
     (["--regions", "us-east-1,mars-1"], "unknown region"),
     (["--layout", "nope"], "--layout must be one of"),
+    (["--buckets", "8"], "--buckets 8 is for --layout bucket"),
 ])
 def test_cli_bad_arguments_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "lake"

@@ -465,3 +465,20 @@ def test_a_run_killed_while_it_empties_the_previous_lake_leaves_one_force_replac
     check_output(out, force=True)  # replaceable
     assert generate(cfg, out, force=True)["tables"]
     assert not (out / UNFINISHED).exists()
+
+
+def test_a_stop_while_workers_start_waits_until_they_have_started() -> None:
+    """SIGTERM (or Ctrl-C) while the pool starts its workers is acted on once they have
+    started: raised mid-start, it cut the start data a spawned worker reads from its pipe,
+    and that worker printed a traceback."""
+    import os
+    import signal
+
+    from generators.lake import _stops_deferred
+    from pipeline.signals import terminate_as_interrupt
+
+    reached = []
+    with terminate_as_interrupt(), pytest.raises(SystemExit) as stopped, _stops_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        reached.append("after the signal")  # the block goes on to its end
+    assert reached == ["after the signal"] and stopped.value.code == 143

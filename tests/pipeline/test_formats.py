@@ -284,6 +284,27 @@ def test_every_named_query_after_a_delete_matches_the_parquet_lake(
         assert want, q.name  # a comparison of something
 
 
+def test_a_plain_rerun_of_a_logical_only_job_purges(date_src: Path, tmp_path: Path,
+                                                    converted: dict[str, Path]) -> None:
+    """A request done with --logical-only, asked again without it (both steps): nothing is
+    left to delete, but the purge it waits for runs; asked once more, nothing to do."""
+    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    args = ["scrub", "--lake", str(flake.root), "--strategy", "ducklake", "--ids", "7,8"]
+    assert runner.invoke(app, [*args, "--logical-only"]).exit_code == 0
+    assert not run_audit(Lake.open(flake.root), np.array([7, 8]), names=False).clean
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "already finished" in out and "the purge, which ran now" in out
+    assert "state: physically deleted" in out and "stay on disk" not in out
+    assert run_audit(Lake.open(flake.root), np.array([7, 8]), names=False).clean
+    job = next((flake.root / "_scrub" / "receipts").glob("[0-9a-f]*.json"))
+    assert json.loads(job.read_text())["state"] == "physically deleted"  # the copy users read
+    r = runner.invoke(app, args)
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "already finished" in out and "ran now" not in out
+
+
 def test_cli_refusals(date_src: Path, tmp_path: Path) -> None:
     r = runner.invoke(app, ["scrub", "--lake", str(date_src), "--strategy", "delta",
                             "--ids", "1"])

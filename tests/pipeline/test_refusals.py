@@ -42,6 +42,8 @@ def scrub(lake: Path, *args: str):  # noqa: ANN201
     (None, ["--ids", "1", "--workers", "-1"], "--workers must be"),
     (None, ["--ids", "1", "--receipt", "{tmp}/no/such/dir/r.json"], "does not exist"),
     (None, ["--ids", "1", "--receipt", "{tmp}"], "is a directory"),
+    # a directory root may "access" but nobody can create a file in
+    (None, ["--ids", "1", "--receipt", "/proc/r.json"], "cannot be written"),
 ])
 def test_bad_request(date_src: Path, tmp_path: Path, setup: str | None, args: list[str],
                      message: str) -> None:

@@ -429,3 +429,21 @@ def test_no_erased_value_stays_in_a_dictionary(tmp_path: Path, strategy: str) ->
     run_scrub(Lake.open(lake, tmp_path / "lineage.json"), request([2]), strategy)
     assert pq.read_table(path)["email"].to_pylist() == ["a@x.io", "c@x.io"]
     assert b"secret@y.io" not in path.read_bytes()
+
+
+def test_a_receipt_copy_that_fails_after_the_job_leaves_it_finished(date_src: Path,
+                                                                   tmp_path: Path) -> None:
+    """The --receipt copy is written once the job is done: if it fails then (the path was
+    writable when checked), the job stays finished, its receipt kept in the lake, and the
+    lake is open to the next job."""
+    from pipeline.journal import Journal
+    from pipeline.receipt import ReceiptNotCopied
+
+    lake = snapshot(date_src, tmp_path / "lake")
+    with pytest.raises(ReceiptNotCopied, match="the job finished; the receipt is kept at"):
+        run_scrub(Lake.open(lake), request([7]), "arrow", workers=1,
+                  receipt_path=tmp_path / "gone" / "r.json")
+    assert not Journal.unfinished(lake)
+    assert run_scrub(Lake.open(lake), request([7]), "arrow", workers=1).already_done
+    assert run_scrub(Lake.open(lake), request([8]), "arrow", workers=1).receipt[
+        "verification"]["passed"]

@@ -142,6 +142,12 @@ def test_views_sql_and_errors(lake: Path, tmp_path: Path) -> None:
     r = run("views", "--lake", lake, "--db", tmp_path / "no" / "x.duckdb")
     assert r.exit_code == 2 and "does not exist" in r.stderr
     assert not (tmp_path / "no").exists()
+    # an existing file that is not a DuckDB database (DuckDB "opened" a CSV, wrote nothing)
+    csv = tmp_path / "mine.csv"
+    csv.write_text("a,b\n1,2\n")
+    r = run("views", "--lake", lake, "--db", csv)
+    assert r.exit_code == 2 and "is not a DuckDB database" in r.stderr
+    assert csv.read_text() == "a,b\n1,2\n"
 
 
 def test_shell(lake: Path, manifest: dict) -> None:

@@ -42,10 +42,12 @@ def config_from_manifest(manifest: dict) -> LakeConfig:
     import datetime as dt
 
     c = manifest["config"]
+    # a date lake written before --buckets was refused there may record some: unused
+    buckets = c["buckets"] if c["layout"] == "bucket" else 0
     return LakeConfig(sf=c["sf"], seed=c["seed"], layout=c["layout"],
                       regions=tuple(c["regions"]), days=c["days"],
                       start_date=dt.date.fromisoformat(c["start_date"]), replicas=c["replicas"],
-                      audio_bytes=c["audio_bytes"], buckets=c["buckets"], workers=1,
+                      audio_bytes=c["audio_bytes"], buckets=buckets, workers=1,
                       bloom_filters=c.get("bloom_filters", False))
 
 

@@ -23,6 +23,8 @@ from pipeline.lake import Lake, LakeError
 
 def _open_described(root: Path, what: str) -> Lake:
     """A lake that must carry _lake.json (these commands take no --lineage)."""
+    if not Path(root).is_dir():
+        raise LakeError(f"{root} does not exist or is not a directory")
     if not (Path(root) / "_lake.json").is_file():
         raise LakeError(f"{root} has no _lake.json: {what}")
     return Lake.open(root)

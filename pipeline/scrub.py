@@ -195,7 +195,8 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
         lake.validate()
         done = journal.receipt()
         if receipt_path is not None:
-            receipt_path = write_receipt_copy(done, receipt_path, kept_at=journal.dir)
+            receipt_path = write_receipt_copy(done, receipt_path,
+                                              kept_at=receipt_file(lake, journal.job_id))
         return ScrubOutcome(done, receipt_path, None, already_done=True)
     check_writable(lake)
     check_room(lake, workers)

@@ -23,6 +23,8 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
 
 import pyarrow as pa
 
@@ -34,13 +36,20 @@ ZERO_RETENTION = {"delta.logRetentionDuration": "interval 0 seconds",
 
 
 def _literal(v: object) -> str:
+    if v is None:
+        return "NULL"
     if isinstance(v, str):
         return "'" + v.replace("'", "''") + "'"
     return str(int(v))
 
 
 def _uri_path(uri: str) -> str:
-    return uri.removeprefix("file://")
+    """A local path from delta-rs's file URI (percent-encoded: a space is %20)."""
+    return url2pathname(urlparse(uri).path) if "://" in uri else uri
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 class Delta(TableFormat):
@@ -96,16 +105,31 @@ class Delta(TableFormat):
         # string_view columns (Arrow 26 cannot compare them with the table's string type)
         dt = self._table(flake, table)
         schema = dt.to_pyarrow_dataset().schema
-        files = self.data_files(flake, table)
-        if not files:
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        if not actions.num_rows:
             name = f"__delta_{table}"
             con.register(name, schema.empty_table())
             return name
-        cols = ", ".join('"' + n.replace('"', '""') + '"' for n in schema.names)
-        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        # the partition columns (region, origin) are the files' Hive-style directories
-        return (f"(SELECT {cols} FROM read_parquet([{listing}], hive_partitioning = true, "
-                "union_by_name = true))")
+        root = self.path(flake, table)
+        parts = [c.removeprefix("partition.") for c in actions.column_names
+                 if c.startswith("partition.")]
+        # the partition values from the log, never from the path: a parent directory named
+        # like `region=x` would otherwise stand in for every row's value
+        groups: dict[tuple, list[str]] = {}
+        for row in actions.select(["path", *(f"partition.{c}" for c in parts)]).to_pylist():
+            values = tuple(row[f"partition.{c}"] for c in parts)
+            path = row["path"]  # a URI, relative to the table (percent-encoded)
+            groups.setdefault(values, []).append(
+                _uri_path(path) if "://" in path else str(root / unquote(path)))
+        cols = ", ".join(_ident(n) for n in schema.names)
+        selects = []
+        for values, files in groups.items():
+            listing = ", ".join(_literal(f) for f in files)
+            consts = "".join(f", {_literal(v)} AS {_ident(c)}" for c, v in zip(parts, values,
+                                                                              strict=True))
+            selects.append(f"SELECT *{consts} FROM read_parquet([{listing}], "
+                           "hive_partitioning = false, union_by_name = true)")
+        return f"(SELECT {cols} FROM ({' UNION ALL BY NAME '.join(selects)}))"
 
     def _actions(self, flake: FormatLake, table: str, first: int, last: int) -> tuple[list, list]:
         """Paths added and removed by the commits first..last (inclusive)."""

@@ -63,3 +63,13 @@ def test_cli_generates(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (out / "_lake.json").exists()
     assert "rows" in result.output
+
+
+def test_a_date_lake_that_recorded_buckets_still_opens(tmp_path: Path) -> None:
+    """Lakes written before --buckets was refused with the date layout may record some: their
+    config is still read (the audit rebuilds the generator's vocabularies from it)."""
+    from generators.truth import config_from_manifest
+
+    cfg = LakeConfig(sf=0.001)
+    manifest = {"config": {**cfg.to_json(), "buckets": 8}}
+    assert config_from_manifest(manifest).n_buckets == cfg.n_buckets

@@ -305,6 +305,19 @@ def test_a_plain_rerun_of_a_logical_only_job_purges(date_src: Path, tmp_path: Pa
     assert r.exit_code == 0 and "already finished" in out and "ran now" not in out
 
 
+def test_delta_views_take_partitions_from_the_log_not_the_path(
+        date_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+    """A lake under directories named like partitions (`region=zz`, `origin=x`) and with a
+    space in its path: the views still read every row with its own region and origin."""
+    from queries.named import run_named
+    from queries.views import connect
+
+    flake = fresh("delta", converted, date_src, tmp_path / "a b" / "region=zz" / "origin=x" / "d")
+    want = run_named(connect(date_src), "region_volume", {}).fetchall()
+    got = run_named(connect(flake.root), "region_volume", {}).fetchall()
+    assert sorted(got) == sorted(want) and want
+
+
 def test_cli_refusals(date_src: Path, tmp_path: Path) -> None:
     r = runner.invoke(app, ["scrub", "--lake", str(date_src), "--strategy", "delta",
                             "--ids", "1"])

@@ -445,5 +445,9 @@ def test_a_receipt_copy_that_fails_after_the_job_leaves_it_finished(date_src: Pa
                   receipt_path=tmp_path / "gone" / "r.json")
     assert not Journal.unfinished(lake)
     assert run_scrub(Lake.open(lake), request([7]), "arrow", workers=1).already_done
+    # a re-run names the receipt the lake keeps, not the job's journal directory
+    with pytest.raises(ReceiptNotCopied, match=r"kept at .*/_scrub/receipts/[0-9a-f]+\.json"):
+        run_scrub(Lake.open(lake), request([7]), "arrow", workers=1,
+                  receipt_path=tmp_path / "gone" / "r.json")
     assert run_scrub(Lake.open(lake), request([8]), "arrow", workers=1).receipt[
         "verification"]["passed"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.lake import SCRUB_DIR, Lake, LakeError
@@ -28,15 +29,12 @@ def check_room(lake: Lake, files_in_flight: int) -> None:
     than its `files_in_flight` largest data files there (each new file is written beside its
     old one, and the old one's space is freed by the rename), plus SLACK where the lake's
     root is (its `_scrub/`). Tables may live on other filesystems (symlinked directories)."""
-    for where, held, slack in _by_filesystem(lake.root, _data_files(lake)):
-        needed = sum(sorted(held, reverse=True)[:max(1, files_in_flight)]) + slack
-        free = shutil.disk_usage(where).free
-        if free < needed:
-            raise LakeError(
-                f"the filesystem of {where} has {free / 1e6:,.1f} MB free; a scrub "
-                f"writes each new file beside its old one, and {files_in_flight} file(s) in "
-                f"flight (--workers) need up to {needed / 1e6:,.1f} MB there: free some space "
-                "or lower --workers")
+    def needed(held: list[int]) -> int:
+        return sum(sorted(held, reverse=True)[:max(1, files_in_flight)])
+
+    _refuse_short(lake.root, _data_files(lake), needed, lambda _: (
+        f"a scrub writes each new file beside its old one, and {files_in_flight} file(s) in "
+        "flight (--workers) need up to {needed} there: free some space or lower --workers"))
 
 
 def check_format_room(root: Path, rewritten: list[tuple[Path, int]], format_name: str,
@@ -49,18 +47,31 @@ def check_format_room(root: Path, rewritten: list[tuple[Path, int]], format_name
     disk, which is when it is needed."""
     if not rewritten:
         return
-    for where, held, slack in _by_filesystem(root, rewritten):
-        if not held:
-            continue  # the root's filesystem, when every rewrite is elsewhere
-        needed = int(sum(held) * FORMAT_GROWTH) + slack
-        free = shutil.disk_usage(where).free
-        if free < needed:
-            raise LakeError(
-                f"the filesystem of {where} has {free / 1e6:,.1f} MB free; {format_name} "
-                f"rewrites the {len(held):,} data file(s) there that hold {holding} and "
-                f"keeps the old ones until its purge ends: up to {needed / 1e6:,.1f} MB are "
+    def why(held: list[int]) -> str:
+        if not held:  # the root's filesystem, every rewrite elsewhere
+            return "the job's journal and receipt need {needed} there. Free some space"
+        return (f"{format_name} rewrites the {len(held):,} data file(s) there that hold "
+                f"{holding} and keeps the old ones until its purge ends: up to {{needed}} are "
                 "needed there (their size, +10 % for a writer's differences, +16 MB). Free "
                 "some space; nothing was written")
+
+    _refuse_short(root, rewritten, lambda held: int(sum(held) * FORMAT_GROWTH), why)
+
+
+def _refuse_short(root: Path, files: list[tuple[Path, int]],
+                  needed: Callable[[list[int]], int],
+                  why: Callable[[list[int]], str]) -> None:
+    """Raise a LakeError for the first filesystem holding some of `files` whose free room is
+    under `needed(their sizes)` plus its slack; `why(sizes)` explains, `{needed}` in it
+    standing for the amount."""
+    for where, held, slack in _by_filesystem(root, files):
+        if not held and not slack:
+            continue
+        want = (needed(held) if held else 0) + slack
+        free = shutil.disk_usage(where).free
+        if free < want:
+            raise LakeError(f"the filesystem of {where} has {free / 1e6:,.1f} MB free; " +
+                            why(held).replace("{needed}", f"{want / 1e6:,.1f} MB"))
 
 
 def _by_filesystem(root: Path, files: list[tuple[Path, int]]

@@ -40,7 +40,7 @@ from pipeline.journal import Journal, keyed_hashes, lake_secret
 from pipeline.lake import SCRUB_DIR
 from pipeline.lock import lake_lock
 from pipeline.plan import is_view, key_array, match, match_np, plain_views
-from pipeline.receipt import engine_versions, write_receipt_copy
+from pipeline.receipt import engine_versions, receipt_file, write_receipt_copy
 from pipeline.room import check_format_room
 from pipeline.rowhash import row_checksum
 from pipeline.strategies.base import add64
@@ -285,7 +285,7 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
     journal = Journal.for_request(flake.root, request.ids, create=False,
                                   fingerprint=fingerprint)
     if journal is not None and journal.finished:  # the lake as it (or a purge after it) left
-        kept = flake.root / SCRUB_DIR / "receipts" / f"{journal.job_id}.json"
+        kept = receipt_file(flake.root, journal.job_id)
         purged = None
         if not logical_only and journal.job_id in _pending(flake):
             # done with --logical-only, asked now for both steps: the purge it waits for
@@ -376,9 +376,8 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
     receipt = {"receipt_version": 1, "kind": "purge", "lake": str(flake.root.resolve()),
                "strategy": fmt.name, "format": flake.format,
                "engine_versions": engine_versions(), "jobs": jobs, "physical": phys}
-    d = flake.root / SCRUB_DIR / "receipts"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"purge-{finished.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+    path = receipt_file(flake.root, f"purge-{finished.strftime('%Y%m%dT%H%M%S%fZ')}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(receipt, indent=1))
     for job_id in pending:
         done = flake.root / SCRUB_DIR / job_id / "done.json"
@@ -390,7 +389,7 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
             r["delete_persistence_latency_s"] = next(
                 j["delete_persistence_latency_s"] for j in jobs if j["job_id"] == job_id)
             done.write_text(json.dumps(r, indent=1))
-            kept = flake.root / SCRUB_DIR / "receipts" / f"{job_id}.json"
+            kept = receipt_file(flake.root, job_id)
             if kept.exists():  # the copy users read says what the purge did too
                 kept.write_text(json.dumps(r, indent=1))
     (flake.root / SCRUB_DIR / PENDING).unlink(missing_ok=True)
@@ -455,11 +454,9 @@ def _write(flake: FormatLake, journal: Journal, receipt: dict, extra: Path | Non
     receipt["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
     journal.dir.mkdir(parents=True, exist_ok=True)
     journal.finish(receipt)
-    d = flake.root / SCRUB_DIR / "receipts"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{journal.job_id}.json"
-    text = json.dumps(receipt, indent=1)
-    path.write_text(text)
+    path = receipt_file(flake.root, journal.job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(receipt, indent=1))
     if extra is not None:
         return write_receipt_copy(receipt, extra, kept_at=path)
     return path

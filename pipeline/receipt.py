@@ -141,16 +141,16 @@ def write_receipt_copy(receipt: dict, path: Path, kept_at: Path | None = None) -
     return Path(path)
 
 
-def receipt_file(lake: Lake, job_id: str) -> Path:
-    """Where the lake keeps a job's receipt."""
-    return lake.root / SCRUB_DIR / "receipts" / f"{job_id}.json"
+def receipt_file(root: Path, name: str) -> Path:
+    """Where the lake at `root` keeps a receipt (a job's, named by its id; or a purge's)."""
+    return root / SCRUB_DIR / "receipts" / f"{name}.json"
 
 
 def write_receipt(lake: Lake, job_id: str, receipt: dict) -> Path:
     """The receipt where the lake keeps it (`_scrub/receipts/<job id>.json`)."""
     receipt["job_id"] = job_id
     text = json.dumps(receipt, indent=1)
-    path = receipt_file(lake, job_id)
+    path = receipt_file(lake.root, job_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path

@@ -168,7 +168,7 @@ def run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worker
                               receipt_path=receipt_path, progress=progress)
             # its receipt as the lake keeps it (a --receipt copy now holds the deep job's)
             deep.resumed_first = replace(
-                outcome, receipt_path=receipt_file(lake, outcome.receipt["job_id"]))
+                outcome, receipt_path=receipt_file(lake.root, outcome.receipt["job_id"]))
             return deep
         return outcome
 
@@ -196,7 +196,7 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
         done = journal.receipt()
         if receipt_path is not None:
             receipt_path = write_receipt_copy(done, receipt_path,
-                                              kept_at=receipt_file(lake, journal.job_id))
+                                              kept_at=receipt_file(lake.root, journal.job_id))
         return ScrubOutcome(done, receipt_path, None, already_done=True)
     check_writable(lake)
     check_room(lake, workers)

@@ -55,9 +55,22 @@ def file_pattern(table: str, kind: str, layout: str) -> str:
 
 def _source(lake: Path, table: str, kind: str, layout: str) -> str:
     types = HIVE_TYPES["dimension" if kind == "dimension" else layout]
-    hive = ", ".join(f"{_quote(k)}: {v}" for k, v in types.items())
-    return (f"read_parquet({_quote(f'{lake}/{file_pattern(table, kind, layout)}')}, "
-            f"hive_partitioning = true, hive_types = {{{hive}}})")
+    files = _quote(f"{lake}/{file_pattern(table, kind, layout)}")
+    if not any("=" in part for part in lake.parts):
+        hive = ", ".join(f"{_quote(k)}: {v}" for k, v in types.items())
+        return f"read_parquet({files}, hive_partitioning = true, hive_types = {{{hive}}})"
+    # DuckDB's Hive partitioning reads every `key=value` directory of the absolute path, so a
+    # lake stored under, say, `.../region=zz/` would show region zz on every row (and a
+    # `run=3` parent would add a column). The partition columns are then cut from the end of
+    # each file's path instead: slower than Hive columns, but filters on them still prune
+    # files: DuckDB evaluates filters on its `filename` column before opening a file (only
+    # under that name: renamed with `filename = 'x'`, nothing is pruned; no table of the
+    # contract has a column of that name).
+    tail = "".join(f"/{k}=([^/]*)" for k in types) + "/[^/]*$"
+    cols = ", ".join(f"CAST(regexp_extract(filename, {_quote(tail)}, {i}) AS {t}) AS {k}"
+                     for i, (k, t) in enumerate(types.items(), start=1))
+    return (f"(SELECT * EXCLUDE (filename), {cols}\n FROM read_parquet({files}, "
+            f"hive_partitioning = false, filename = true))")
 
 
 def _local_date(column: str, regions: list[str]) -> str:

@@ -40,7 +40,12 @@ from pipeline.journal import Journal, keyed_hashes, lake_secret
 from pipeline.lake import SCRUB_DIR
 from pipeline.lock import lake_lock
 from pipeline.plan import is_view, key_array, match, match_np, plain_views
-from pipeline.receipt import engine_versions, receipt_file, write_receipt_copy
+from pipeline.receipt import (
+    engine_versions,
+    receipt_file,
+    where_failed_receipt_is,
+    write_receipt_copy,
+)
 from pipeline.room import check_format_room
 from pipeline.rowhash import row_checksum
 from pipeline.strategies.base import add64
@@ -310,6 +315,7 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
     logical, checks, logical_s, verify_l = logical_step(flake, fmt, keys, verify)
     bytes_logical = _disk_bytes(flake.root)
     receipt = _receipt(flake, fmt, request, keys, present, started_at)
+    receipt["job_id"] = journal.job_id
     receipt["logical"] = {"tables": logical, "verification": checks, "seconds": logical_s,
                           "verify_seconds": verify_l, "bytes_on_disk_after": bytes_logical}
     receipt["bytes_on_disk_before"] = bytes_before
@@ -318,8 +324,8 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
     receipt["timings_s"] = {"resolve": t_room - t0, "room_check": t1 - t_room,
                             "logical": logical_s, "verify": verify_l}
     if not checks["passed"]:
-        raise FormatVerificationError(f"logical step failed verification: "
-                                      f"{checks['failures'][:3]}")
+        receipt["state"] = "failed verification (logical step)"
+        raise _failed(flake, journal.job_id, receipt, receipt_path, "logical step", checks)
     if logical_only:
         receipt["physical"] = None
         receipt["state"] = "logically deleted, waiting for `voicescrub purge`"
@@ -327,6 +333,10 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
     else:
         phys = _purge(flake, fmt, verify)
         receipt["physical"] = phys
+        if not phys["verification"]["passed"]:
+            receipt["state"] = "failed verification (purge)"
+            raise _failed(flake, journal.job_id, receipt, receipt_path, "purge",
+                          phys["verification"])
         receipt["timings_s"].update(physical=phys["seconds"],
                                     verify=verify_l + phys["verify_seconds"])
         receipt["state"] = "physically deleted"
@@ -376,7 +386,10 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
     receipt = {"receipt_version": 1, "kind": "purge", "lake": str(flake.root.resolve()),
                "strategy": fmt.name, "format": flake.format,
                "engine_versions": engine_versions(), "jobs": jobs, "physical": phys}
-    path = receipt_file(flake.root, f"purge-{finished.strftime('%Y%m%dT%H%M%S%fZ')}")
+    name = f"purge-{finished.strftime('%Y%m%dT%H%M%S%fZ')}"
+    if not phys["verification"]["passed"]:  # the jobs it served stay pending
+        raise _failed(flake, name, receipt, receipt_path, "purge", phys["verification"])
+    path = receipt_file(flake.root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(receipt, indent=1))
     for job_id in pending:
@@ -398,10 +411,22 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
     return receipt, path
 
 
+def _failed(flake: FormatLake, name: str, receipt: dict, receipt_path: Path | None,
+            step: str, checks: dict) -> FormatVerificationError:
+    """The error for a step that failed verification, once its receipt is written where the
+    lake keeps receipts and to `--receipt` (what a failed job leaves is what users need)."""
+    path = receipt_file(flake.root, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(receipt, indent=1))
+    where = where_failed_receipt_is(path, receipt, receipt_path)
+    return FormatVerificationError(f"{step} failed verification: {checks['failures'][:3]} "
+                                   f"({where})")
+
+
 def _purge(flake: FormatLake, fmt: TableFormat, verify: bool) -> dict:
+    """The physical step; its verification is checked by the caller (which writes a receipt
+    of the failure first)."""
     tables, checks, seconds, verify_s = physical_step(flake, fmt, verify)
-    if not checks["passed"]:
-        raise FormatVerificationError(f"purge failed verification: {checks['failures'][:3]}")
     return {"tables": tables, "verification": checks, "seconds": seconds,
             "verify_seconds": verify_s, "bytes_on_disk_after": _disk_bytes(flake.root),
             "finished_at": dt.datetime.now(dt.UTC).isoformat()}

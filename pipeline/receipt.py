@@ -141,6 +141,19 @@ def write_receipt_copy(receipt: dict, path: Path, kept_at: Path | None = None) -
     return Path(path)
 
 
+def where_failed_receipt_is(kept: Path, receipt: dict, copy: Path | None) -> str:
+    """For the error of a job that failed verification: where its receipt is kept (`kept`,
+    already written), once it is also copied to `--receipt` (a failed job's receipt is what
+    its user needs most)."""
+    where = f"receipt: {kept}"
+    if copy is not None:
+        try:
+            where += f", copied to {write_receipt_copy(receipt, copy)}"
+        except ReceiptNotCopied:
+            where += f"; --receipt {copy} could not be written"
+    return where
+
+
 def receipt_file(root: Path, name: str) -> Path:
     """Where the lake at `root` keeps a receipt (a job's, named by its id; or a purge's)."""
     return root / SCRUB_DIR / "receipts" / f"{name}.json"

@@ -44,7 +44,13 @@ from pipeline.journal import Journal
 from pipeline.lake import SCRUB_DIR, DataFile, Lake, LakeError, open_parquet
 from pipeline.lock import lake_lock
 from pipeline.plan import FilePlan, Planner, Rule
-from pipeline.receipt import build_receipt, receipt_file, write_receipt, write_receipt_copy
+from pipeline.receipt import (
+    build_receipt,
+    receipt_file,
+    where_failed_receipt_is,
+    write_receipt,
+    write_receipt_copy,
+)
 from pipeline.resolve import resolve_keys
 from pipeline.room import check_room, check_writable
 from pipeline.signals import StopRequest, exit_code_of, stop_requests
@@ -266,8 +272,8 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
     path = write_receipt(lake, journal.job_id, receipt)
     crashpoint("after_receipt")
     if not checks["passed"]:
-        raise VerificationError(f"verification failed: {checks['failures'][:3]} "
-                                f"(receipt: {path})")
+        where = where_failed_receipt_is(path, receipt, receipt_path)
+        raise VerificationError(f"verification failed: {checks['failures'][:3]} ({where})")
     journal.finish(receipt)
     if receipt_path is not None:  # once the job is done: a failed copy cannot leave it open
         path = write_receipt_copy(receipt, receipt_path, kept_at=path)

@@ -596,3 +596,44 @@ def test_convert_force_replaces_only_a_previous_lake(date_src: Path, tmp_path: P
     r = convert_cli(date_src, previous)
     assert r.exit_code == 0, r.output
     assert json.loads((previous / "_lake.json").read_text())["format"] == "delta"
+
+
+def _failing(step):  # noqa: ANN001, ANN202
+    """`step` (logical_step or physical_step) whose verification reports a failure."""
+    def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        tables, checks, seconds, verify_s = step(*args, **kwargs)
+        return tables, {**checks, "passed": False, "failures": ["injected"]}, seconds, verify_s
+    return run
+
+
+def test_a_failed_verification_still_writes_the_receipt_and_its_copy(
+        date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that fails verification exits 1 naming its receipt, written in the lake and to
+    --receipt with the failure in it; a failed purge leaves its jobs waiting for the next."""
+    import pipeline.format_scrub as fs
+
+    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    lake, copy = str(flake.root), tmp_path / "r.json"
+    scrub = ["scrub", "--lake", lake, "--strategy", "ducklake", "--receipt", str(copy)]
+    with monkeypatch.context() as m:
+        m.setattr(fs, "logical_step", _failing(fs.logical_step))
+        r = runner.invoke(app, [*scrub, "--ids", "7"])
+    assert r.exit_code == 1 and "logical step failed verification" in r.output, r.output
+    failed = json.loads(copy.read_text())
+    assert failed["state"] == "failed verification (logical step)"
+    assert failed["logical"]["verification"]["failures"] == ["injected"]
+    assert (flake.root / "_scrub" / "receipts" / f"{failed['job_id']}.json").exists()
+
+    assert runner.invoke(app, [*scrub, "--ids", "8", "--logical-only"]).exit_code == 0
+    copy.unlink()
+    with monkeypatch.context() as m:
+        m.setattr(fs, "physical_step", _failing(fs.physical_step))
+        r = runner.invoke(app, ["purge", "--lake", lake, "--strategy", "ducklake",
+                                "--receipt", str(copy)])
+    assert r.exit_code == 1 and "purge failed verification" in " ".join(r.output.split())
+    assert json.loads(copy.read_text())["physical"]["verification"]["failures"] == ["injected"]
+    assert fs._pending(FormatLake.open(flake.root))  # the job still waits for a purge
+    r = runner.invoke(app, ["purge", "--lake", lake, "--strategy", "ducklake"])
+    assert r.exit_code == 0, r.output
+    assert not fs._pending(FormatLake.open(flake.root))

@@ -207,8 +207,13 @@ def test_verification_rereads_a_footer_it_cannot_tie_to_the_checked_file(
         os.replace(tmp, root / paths[0])
 
     monkeypatch.setattr(scrub_module, "make_durable", durable_then_swap)
-    with pytest.raises(scrub_module.VerificationError, match="footer row count differs"):
-        run_scrub(Lake.open(lake_dir), request(ids), "arrow")
+    copy = tmp_path / "receipt.json"
+    with pytest.raises(scrub_module.VerificationError, match="footer row count differs") as e:
+        run_scrub(Lake.open(lake_dir), request(ids), "arrow", receipt_path=copy)
+    # the --receipt copy of a failed job is written too, and says it failed
+    assert f"copied to {copy}" in str(e.value)
+    failed = json.loads(copy.read_text())
+    assert not failed["verification"]["passed"] and failed["verification"]["failures"]
 
 
 def test_workers_do_not_change_the_result(date_src: Path, tmp_path: Path) -> None:

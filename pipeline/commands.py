@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -93,29 +93,39 @@ def phase_progress(first: str) -> Iterator[Callable[[str, int, int], None]]:
         yield progress
 
 
-def print_plan(plan, lake: Lake) -> None:  # noqa: ANN001 - ScrubPlan, imported lazily
-    t = Table(title=f"scrub plan for {lake.root} (dry run: nothing touched)")
-    for col in ("table", "region", "files", "skipped: bucket", "skipped: stats",
-                "skipped: bloom", "scanned", "to rewrite", "row groups", "rows to erase",
-                "bytes to rewrite"):
-        t.add_column(col, justify="right" if col not in ("table", "region") else "left")
-    rows: dict[tuple[str, str], list[int]] = {}
-    for fp in plan.files:
-        r = rows.setdefault((fp.file.table, fp.file.region), [0] * 9)
-        r[0] += 1
-        r[1] += fp.pruned_by == "bucket"
-        r[2] += fp.pruned_by == "stats"
-        r[3] += fp.pruned_by == "bloom"
-        r[4] += fp.pruned_by is None
-        r[5] += fp.touched
-        r[6] += len(fp.row_groups)
-        r[7] += fp.rows_matched
-        r[8] += fp.file.bytes if fp.touched else 0
-    for (table, region), r in rows.items():
-        t.add_row(table, region, *[f"{v:,}" for v in r[:8]], _human(r[8]))
+def print_plan(summary: dict, lake: Lake) -> None:
+    """The dry run's plan (`ScrubPlan.summary`) as a table, one row per table and region; a
+    "skipped" column only for the means that skipped a file (bucket routing, row-group
+    statistics, bloom filters), so the table fits a terminal."""
+    means = [m for m in ("bucket", "stats", "bloom")
+             if summary["totals"].get(f"skipped_by_{m}")]
+    t = Table(title=f"scrub plan for {lake.root} (dry run: nothing touched)",
+              box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+              caption="skipped: without reading data, by the means named; scanned: key "
+              "columns read" + (", none skipped" if not means else ""))
+    t.add_column("table", no_wrap=True)
+    t.add_column("region", no_wrap=True)
+    # (row groups per file, bytes scanned and the files to rewrite: in --json)
+    cols = ["files", *(f"skipped\n{m}" for m in means), "scanned", "to\nrewrite",
+            "rows to\nerase", "bytes to\nrewrite"]
+    for col in cols:
+        t.add_column(col, justify="right", no_wrap=True)
+    keys = ["files", *(f"skipped_by_{m}" for m in means), "scanned", "to_rewrite",
+            "rows_to_erase"]
+
+    def cells(row: dict) -> list[str]:
+        return [*(f"{row[k]:,}" for k in keys), _human(row["bytes_to_rewrite"])]
+
+    for row in summary["by_table_region"]:
+        t.add_row(row["table"], row["region"], *cells(row))
+    if summary["totals"]:
+        t.add_section()
+        t.add_row("all", "", *cells(summary["totals"]), style="bold")
     out.print(t)
-    keys = ", ".join(f"{k}: {len(v):,}" for k, v in plan.keys.items())
-    out.print(f"keys resolved — {keys}")
+    keys_line = ", ".join(f"{k}: {n:,}" for k, n in summary["keys"].items())
+    out.print(f"keys resolved — {keys_line}")
+    out.print(f"{_plural(summary['customers_requested'], 'customer')} requested, "
+              f"{summary['customers_not_found']:,} not found in any table")
 
 
 def scrub(
@@ -128,6 +138,9 @@ def scrub(
     ids: Annotated[str | None, typer.Option(help="Customer ids, comma-separated")] = None,
     receipt: Annotated[Path | None, typer.Option(help="Also write the receipt here")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the plan, touch nothing")] = False,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="With --dry-run: write the plan as JSON to this file ('-': stdout)")]
+    = None,
     workers: Annotated[int, typer.Option(help="Files in flight; 0 = cores + 1")] = 0,
     verify: Annotated[str, typer.Option(help="default (footers + streamed checksums) or deep "
                                              "(re-read every written file, rescan the lake)")]
@@ -156,6 +169,11 @@ def scrub(
             raise RequestError(f"--verify must be default or deep, got {verify!r}")
         check_workers(workers)
         check_output_file(receipt, "--receipt")
+        if json_out is not None and not dry_run:
+            raise RequestError("--json writes a dry run's plan: add --dry-run (a job's "
+                               "receipt is JSON already: --receipt FILE)")
+        if json_out is not None and str(json_out) != "-":
+            check_output_file(json_out, "--json")
         request = _request(customers, ids)
         known = [*strategies.available(), *formats.available()]
         if strategy not in known:
@@ -187,10 +205,23 @@ def scrub(
             raise _fail(str(e)) from None
         except (KeyboardInterrupt, SystemExit) as e:
             raise _fail("interrupted: a dry run writes nothing", code=exit_code_of(e)) from None
-        print_plan(plan, the_lake)
-        unknown = len(np.setdiff1d(request.ids, plan.present_ids))
-        out.print(f"{_plural(len(request), 'customer')} requested, {unknown:,} not found in "
-                  "any table")
+        summary = {"lake": str(the_lake.root), "dry_run": True,
+                   "verify": verify, **plan.summary(request.ids)}
+        if json_out is None:
+            print_plan(summary, the_lake)
+            return
+        text = json.dumps(summary, indent=1)
+        if str(json_out) == "-":
+            typer.echo(text)
+            return
+        try:
+            json_out.write_text(text)
+        except OSError as e:
+            raise _fail(f"--json {json_out} could not be written: {e.strerror or e}") from None
+        t = summary["totals"]
+        out.print(f"plan written to {json_out}: {t.get('to_rewrite', 0):,} of "
+                  f"{t.get('files', 0):,} files to rewrite, {t.get('rows_to_erase', 0):,} rows "
+                  "to erase (dry run: nothing touched)")
         return
     with phase_progress("resolve") as progress:
         try:

@@ -75,6 +75,39 @@ class ScrubPlan:
                 "keys": {k: len(v) for k, v in self.keys.items()},
                 "present_ids": int(len(self.present_ids))}
 
+    def summary(self, requested: np.ndarray) -> dict:
+        """What a dry run shows: per table and region the files skipped (by what), scanned
+        and to rewrite, row groups, rows and bytes; totals; and every file to rewrite."""
+        groups: dict[tuple[str, str], dict[str, int]] = {}
+        for fp in self.files:
+            g = groups.setdefault((fp.file.table, fp.file.region), dict.fromkeys(
+                ("files", "skipped_by_bucket", "skipped_by_stats", "skipped_by_bloom",
+                 "scanned", "to_rewrite", "row_groups", "rows_to_erase", "bytes_to_rewrite",
+                 "bytes_scanned"), 0))
+            g["files"] += 1
+            if fp.pruned_by in ("bucket", "stats", "bloom"):
+                g[f"skipped_by_{fp.pruned_by}"] += 1
+            g["scanned"] += fp.pruned_by is None
+            g["to_rewrite"] += fp.touched
+            g["row_groups"] += len(fp.row_groups)
+            g["rows_to_erase"] += fp.rows_matched
+            g["bytes_to_rewrite"] += fp.file.bytes if fp.touched else 0
+            g["bytes_scanned"] += fp.bytes_scanned
+        rows = [{"table": t, "region": r, **g} for (t, r), g in groups.items()]
+        totals = {k: sum(row[k] for row in rows) for k in rows[0] if k not in
+                  ("table", "region")} if rows else {}
+        return {
+            "customers_requested": int(len(requested)),
+            "customers_not_found": int(len(np.setdiff1d(requested, self.present_ids))),
+            "keys": {k: len(v) for k, v in self.keys.items()},
+            "totals": totals, "by_table_region": rows,
+            "files_to_rewrite": [{"path": fp.file.path, "table": fp.file.table,
+                                  "region": fp.file.region, "rows": fp.file.rows,
+                                  "rows_to_erase": fp.rows_matched, "bytes": fp.file.bytes,
+                                  "row_groups": list(fp.row_groups),
+                                  "row_groups_total": fp.row_groups_total}
+                                 for fp in self.touched]}
+
 
 @dataclass
 class ScrubOutcome:

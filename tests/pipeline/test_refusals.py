@@ -99,6 +99,47 @@ def test_dry_run_prints_the_plan_and_touches_nothing(date_src: Path, tmp_path: P
     assert lake_digest(lake) == before
 
 
+def test_dry_run_json_is_the_plan_the_job_then_carries_out(date_src: Path,
+                                                           tmp_path: Path) -> None:
+    """`--dry-run --json` writes the plan (totals, per table and region, every file to
+    rewrite); the job run next rewrites exactly those files and erases those rows."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    before = lake_digest(lake)
+    plan_file = tmp_path / "plan.json"
+    args = ["scrub", "--lake", str(lake), "--ids", "1,2,3,999999"]
+    result = runner.invoke(app, [*args, "--dry-run", "--json", str(plan_file)])
+    assert result.exit_code == 0, result.output
+    assert lake_digest(lake) == before
+    plan = json.loads(plan_file.read_text())
+    assert plan["dry_run"] and plan["customers_requested"] == 4
+    assert plan["customers_not_found"] == 1
+    totals = plan["totals"]
+    assert totals["files"] == totals["scanned"] + sum(
+        totals[f"skipped_by_{m}"] for m in ("bucket", "stats", "bloom"))
+    assert {k: sum(r[k] for r in plan["by_table_region"]) for k in totals} == totals
+    to_rewrite = {f["path"] for f in plan["files_to_rewrite"]}
+    assert len(to_rewrite) == totals["to_rewrite"] > 0
+    assert sum(f["rows_to_erase"] for f in plan["files_to_rewrite"]) == totals["rows_to_erase"]
+
+    stdout = runner.invoke(app, [*args, "--dry-run", "--json", "-"])
+    assert json.loads(stdout.output) == plan  # nothing but the JSON on stdout
+    table = runner.invoke(app, [*args, "--dry-run"], env={"COLUMNS": "100"}).output
+    all_row = next(line.split() for line in table.splitlines() if line.startswith(" all "))
+    assert all_row[1:4] == [f"{totals[k]:,}" for k in ("files", "skipped_by_stats", "scanned")]
+    assert f"{totals['rows_to_erase']:,}" in all_row
+    refused = runner.invoke(app, [*args, "--json", str(plan_file)])
+    assert refused.exit_code == 2 and "add --dry-run" in refused.output
+    assert lake_digest(lake) == before
+
+    done = runner.invoke(app, [*args, "--receipt", str(tmp_path / "r.json")])
+    assert done.exit_code == 0, done.output
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    assert receipt["totals"]["files_rewritten"] == totals["to_rewrite"]
+    assert receipt["totals"]["rows_erased"] == totals["rows_to_erase"]
+    changed = {p for p, d in lake_digest(lake).items() if before.get(p) != d}
+    assert {p for p in changed if p.endswith(".parquet")} == to_rewrite
+
+
 def test_generic_lake_with_a_lineage_spec(tmp_path: Path) -> None:
     """Any Hive-partitioned Parquet lake can be scrubbed once its owner writes a lineage."""
     lake = tmp_path / "shop"

@@ -28,6 +28,10 @@ def bench(
     batches: Annotated[str | None, typer.Option(help="Customers per job, e.g. '1,100,1000'")]
     = None,
     layouts: Annotated[str | None, typer.Option(help="'date', 'bucket' or both")] = None,
+    rounds: Annotated[int | None, typer.Option(
+        help="Runs of every floor and strategy, each on its own snapshot with its own paired "
+             "floor; the report takes the median round (default: $ROUNDS or the profile's)")]
+    = None,
     results: Annotated[Path, typer.Option(help="Where result folders go")]
     = REPO / "bench" / "results",
     compare: Annotated[tuple[Path, Path] | None, typer.Option(
@@ -47,9 +51,14 @@ def bench(
         text, regressed = compare_runs(*compare, threshold=threshold)
         out.print(text, highlight=False)
         raise typer.Exit(1 if regressed else 0)
+    if rounds is not None and rounds < 1:
+        err.print(f"[bold red]error:[/] --rounds must be 1 or more, got {rounds}",
+                  highlight=False)
+        raise typer.Exit(2)
     env = dict(os.environ)
     for name, value in (("PROFILE", profile), ("SF", sf), ("STRATEGIES", strategies),
-                        ("BATCHES", batches), ("LAYOUTS", layouts)):
+                        ("BATCHES", batches), ("LAYOUTS", layouts),
+                        ("ROUNDS", None if rounds is None else str(rounds))):
         if value is not None:
             env[name] = value
     name = env.get("PROFILE") or "default"

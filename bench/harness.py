@@ -83,6 +83,8 @@ class Settings:
                 os.environ.get(k, "").strip() for k in ("SF", "BATCHES", "LAYOUTS")):
             s.format_scenarios = "all"
         if (v := nums("ROUNDS", int)) is not None:
+            if v[0] < 1:
+                raise SystemExit(f"ROUNDS must be 1 or more, got {v[0]}")
             s.rounds = v[0]
         if (v := nums("BENCH_WORKERS", int)) is not None:
             s.workers = v[0]

@@ -79,9 +79,37 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.rounds == 1
     monkeypatch.setenv("ROUNDS", "3")
     assert Settings.from_env().rounds == 3
+    monkeypatch.setenv("ROUNDS", "0")
+    with pytest.raises(SystemExit, match="ROUNDS must be 1 or more"):
+        Settings.from_env()
+    monkeypatch.setenv("ROUNDS", "2")
     monkeypatch.setenv("PROFILE", "nope")
     with pytest.raises(SystemExit):
         Settings.from_env()
+
+
+def test_bench_command_passes_rounds_on_and_refuses_zero(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`voicescrub bench --rounds N` reaches the harness as ROUNDS (shown in --help)."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    assert "--rounds" in runner.invoke(app, ["bench", "--help"]).output
+    refused = runner.invoke(app, ["bench", "--rounds", "0", "--results", str(tmp_path)])
+    assert refused.exit_code == 2 and "--rounds must be 1 or more" in refused.output
+    seen = {}
+
+    def fake_call(cmd: list[str], cwd: Path, env: dict) -> int:  # the benchmark's pytest
+        seen.update(env)
+        return 1
+
+    monkeypatch.setattr(subprocess, "call", fake_call)
+    runner.invoke(app, ["bench", "--rounds", "3", "--results", str(tmp_path)])
+    assert seen["ROUNDS"] == "3"
 
 
 def test_median_round_is_a_whole_round() -> None:

@@ -47,7 +47,10 @@ class DuckDBRewrite(Strategy):
         where = " OR ".join(conds)
         rows_in = task.source.metadata.num_rows
         cols = ", ".join(f'"{c}"' for c in task.schema.names)
-        sql = (f"SELECT {cols} FROM read_parquet($path) "
+        # hive_partitioning off: DuckDB otherwise takes a column named like a `key=value`
+        # directory of the absolute path (a lake under `.../date=2020-01-01/`) from the path,
+        # and would write that value into every row of usage_daily's own `date` column
+        sql = (f"SELECT {cols} FROM read_parquet($path, hive_partitioning = false) "
                f"WHERE NOT coalesce(({where}), false)")
         sink = Sink(task, result)
         try:

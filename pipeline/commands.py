@@ -96,31 +96,34 @@ def phase_progress(first: str) -> Iterator[Callable[[str, int, int], None]]:
 def print_plan(summary: dict, lake: Lake) -> None:
     """The dry run's plan (`ScrubPlan.summary`) as a table, one row per table and region; a
     "skipped" column only for the means that skipped a file (bucket routing, row-group
-    statistics, bloom filters), so the table fits a terminal."""
-    means = [m for m in ("bucket", "stats", "bloom")
-             if summary["totals"].get(f"skipped_by_{m}")]
+    statistics, bloom filters, no key for the table), so it fits a terminal. Numbers are
+    never cut: where the width runs short, headers and names are."""
+    from pipeline.scrub import SKIPPED_BY
+
+    means = [m for m in SKIPPED_BY if summary["totals"][f"skipped_by_{m}"]]
     t = Table(title=f"scrub plan for {lake.root} (dry run: nothing touched)",
               box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
               caption="skipped: without reading data, by the means named; scanned: key "
               "columns read" + (", none skipped" if not means else ""))
-    t.add_column("table", no_wrap=True)
-    t.add_column("region", no_wrap=True)
-    # (row groups per file, bytes scanned and the files to rewrite: in --json)
-    cols = ["files", *(f"skipped\n{m}" for m in means), "scanned", "to\nrewrite",
-            "rows to\nerase", "bytes to\nrewrite"]
-    for col in cols:
-        t.add_column(col, justify="right", no_wrap=True)
     keys = ["files", *(f"skipped_by_{m}" for m in means), "scanned", "to_rewrite",
             "rows_to_erase"]
+    headers = ["files", *(f"skipped\n{m.replace('_', ' ')}" for m in means), "scanned",
+               "to\nrewrite", "rows to\nerase", "bytes to\nrewrite"]
 
     def cells(row: dict) -> list[str]:
         return [*(f"{row[k]:,}" for k in keys), _human(row["bytes_to_rewrite"])]
 
-    for row in summary["by_table_region"]:
-        t.add_row(row["table"], row["region"], *cells(row))
-    if summary["totals"]:
-        t.add_section()
-        t.add_row("all", "", *cells(summary["totals"]), style="bold")
+    rows = [(r["table"], r["region"], *cells(r)) for r in summary["by_table_region"]]
+    total = ("all", "", *cells(summary["totals"]))
+    t.add_column("table", no_wrap=True)
+    t.add_column("region", no_wrap=True)
+    for n, header in enumerate(headers, start=2):  # (a row group count is in --json)
+        t.add_column(header, justify="right", no_wrap=True,
+                     min_width=max(len(r[n]) for r in [*rows, total]))
+    for r in rows:
+        t.add_row(*r)
+    t.add_section()
+    t.add_row(*total, style="bold")
     out.print(t)
     keys_line = ", ".join(f"{k}: {n:,}" for k, n in summary["keys"].items())
     out.print(f"keys resolved — {keys_line}")

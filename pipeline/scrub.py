@@ -60,6 +60,12 @@ Progress = Callable[[str, int, int], None]
 PHASE = "plan + rewrite"  # the progress phase of the execution (counts files)
 
 
+# What a dry run counts per table and region (`ScrubPlan.summary`): files = scanned + skipped.
+SKIPPED_BY = ("bucket", "stats", "bloom", "no_keys")
+PLAN_COUNTS = ("files", *(f"skipped_by_{m}" for m in SKIPPED_BY), "scanned", "to_rewrite",
+               "row_groups", "rows_to_erase", "bytes_to_rewrite", "bytes_scanned")
+
+
 @dataclass
 class ScrubPlan:
     keys: dict[str, pa.Array]
@@ -80,13 +86,10 @@ class ScrubPlan:
         and to rewrite, row groups, rows and bytes; totals; and every file to rewrite."""
         groups: dict[tuple[str, str], dict[str, int]] = {}
         for fp in self.files:
-            g = groups.setdefault((fp.file.table, fp.file.region), dict.fromkeys(
-                ("files", "skipped_by_bucket", "skipped_by_stats", "skipped_by_bloom",
-                 "scanned", "to_rewrite", "row_groups", "rows_to_erase", "bytes_to_rewrite",
-                 "bytes_scanned"), 0))
+            g = groups.setdefault((fp.file.table, fp.file.region), dict.fromkeys(PLAN_COUNTS, 0))
             g["files"] += 1
-            if fp.pruned_by in ("bucket", "stats", "bloom"):
-                g[f"skipped_by_{fp.pruned_by}"] += 1
+            if fp.pruned_by is not None:  # "no keys": none of its table's rules has a key
+                g[f"skipped_by_{fp.pruned_by.replace(' ', '_')}"] += 1
             g["scanned"] += fp.pruned_by is None
             g["to_rewrite"] += fp.touched
             g["row_groups"] += len(fp.row_groups)
@@ -94,8 +97,7 @@ class ScrubPlan:
             g["bytes_to_rewrite"] += fp.file.bytes if fp.touched else 0
             g["bytes_scanned"] += fp.bytes_scanned
         rows = [{"table": t, "region": r, **g} for (t, r), g in groups.items()]
-        totals = {k: sum(row[k] for row in rows) for k in rows[0] if k not in
-                  ("table", "region")} if rows else {}
+        totals = {k: sum(row[k] for row in rows) for k in PLAN_COUNTS}
         return {
             "customers_requested": int(len(requested)),
             "customers_not_found": int(len(np.setdiff1d(requested, self.present_ids))),

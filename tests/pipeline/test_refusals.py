@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.lake import Lake, LakeError
+from pipeline.scrub import SKIPPED_BY
 from tests.pipeline.conftest import lake_digest, snapshot
 
 runner = CliRunner()
@@ -114,9 +115,9 @@ def test_dry_run_json_is_the_plan_the_job_then_carries_out(date_src: Path,
     assert plan["dry_run"] and plan["customers_requested"] == 4
     assert plan["customers_not_found"] == 1
     totals = plan["totals"]
-    assert totals["files"] == totals["scanned"] + sum(
-        totals[f"skipped_by_{m}"] for m in ("bucket", "stats", "bloom"))
     assert {k: sum(r[k] for r in plan["by_table_region"]) for k in totals} == totals
+    for row in [totals, *plan["by_table_region"]]:  # every file is scanned or skipped
+        assert row["files"] == row["scanned"] + sum(row[f"skipped_by_{m}"] for m in SKIPPED_BY)
     to_rewrite = {f["path"] for f in plan["files_to_rewrite"]}
     assert len(to_rewrite) == totals["to_rewrite"] > 0
     assert sum(f["rows_to_erase"] for f in plan["files_to_rewrite"]) == totals["rows_to_erase"]
@@ -127,6 +128,12 @@ def test_dry_run_json_is_the_plan_the_job_then_carries_out(date_src: Path,
     all_row = next(line.split() for line in table.splitlines() if line.startswith(" all "))
     assert all_row[1:4] == [f"{totals[k]:,}" for k in ("files", "skipped_by_stats", "scanned")]
     assert f"{totals['rows_to_erase']:,}" in all_row
+    # an id no table holds: files whose table has no key to match are skipped as such
+    absent = runner.invoke(app, ["scrub", "--lake", str(lake), "--ids", "999999", "--dry-run",
+                                 "--json", "-"])
+    none = json.loads(absent.output)["totals"]
+    assert none["skipped_by_no_keys"] > 0 and none["to_rewrite"] == 0
+    assert none["files"] == none["scanned"] + sum(none[f"skipped_by_{m}"] for m in SKIPPED_BY)
     refused = runner.invoke(app, [*args, "--json", str(plan_file)])
     assert refused.exit_code == 2 and "add --dry-run" in refused.output
     assert lake_digest(lake) == before
@@ -223,3 +230,14 @@ def test_a_lineage_lakes_rewrite_keeps_page_checksums_and_bloom_filters(tmp_path
     pq.read_table(path, columns=["customer_id"], page_checksum_verification=True)
     with pytest.raises(OSError, match="CRC"):
         pq.read_table(path, columns=["note"], page_checksum_verification=True)
+
+
+def test_an_empty_plan_still_has_every_total() -> None:
+    """A lake without files: the dry run's totals are zeros, not missing."""
+    import numpy as np
+
+    from pipeline.scrub import PLAN_COUNTS, ScrubPlan
+
+    summary = ScrubPlan({}, [], np.array([], np.int64)).summary(np.array([1]))
+    assert summary["totals"] == dict.fromkeys(PLAN_COUNTS, 0)
+    assert summary["customers_not_found"] == 1 and summary["files_to_rewrite"] == []

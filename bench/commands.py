@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bench.harness import PROFILES, REPO
+from bench.harness import PROFILES, REPO, Settings
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -51,10 +51,6 @@ def bench(
         text, regressed = compare_runs(*compare, threshold=threshold)
         out.print(text, highlight=False)
         raise typer.Exit(1 if regressed else 0)
-    if rounds is not None and rounds < 1:
-        err.print(f"[bold red]error:[/] --rounds must be 1 or more, got {rounds}",
-                  highlight=False)
-        raise typer.Exit(2)
     env = dict(os.environ)
     for name, value in (("PROFILE", profile), ("SF", sf), ("STRATEGIES", strategies),
                         ("BATCHES", batches), ("LAYOUTS", layouts),
@@ -62,10 +58,11 @@ def bench(
         if value is not None:
             env[name] = value
     name = env.get("PROFILE") or "default"
-    if name not in PROFILES:
-        err.print(f"[bold red]error:[/] profile must be one of {', '.join(PROFILES)}, "
-                  f"got {name!r}", highlight=False)
-        raise typer.Exit(2)
+    try:  # every setting, as the benchmark will read it, before a results folder is made
+        Settings.from_env(env)
+    except SystemExit as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = results / f"{stamp}-{name}"
     folder.mkdir(parents=True)

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,28 +60,33 @@ class Settings:
     seed: int = 42
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from the environment the Makefile passes (PROFILE, SF, LAYOUTS, …)."""
-        profile = os.environ.get("PROFILE", "default") or "default"
+        environ = os.environ if environ is None else environ
+        profile = environ.get("PROFILE", "default") or "default"
         if profile not in PROFILES:
             raise SystemExit(f"PROFILE must be one of {', '.join(PROFILES)}, got {profile!r}")
         s = cls(profile=profile, **PROFILES[profile])
 
         def nums(name: str, typ: type) -> tuple | None:
-            v = os.environ.get(name, "").strip()
-            return tuple(typ(x) for x in v.replace(",", " ").split()) if v else None
+            v = environ.get(name, "").strip()
+            try:
+                return tuple(typ(x) for x in v.replace(",", " ").split()) if v else None
+            except ValueError:
+                kind = "integers" if typ is int else "numbers"
+                raise SystemExit(f"{name} must be {kind}, got {v!r}") from None
 
         if (v := nums("SF", float)) is not None:
             s.sfs = v
         if (v := nums("BATCHES", int)) is not None:
             s.batches, s.sweep = v, ()
-        if v := os.environ.get("LAYOUTS", "").strip():
+        if v := environ.get("LAYOUTS", "").strip():
             s.layouts = tuple(v.replace(",", " ").split())
             s.sweep_layouts = tuple(x for x in s.sweep_layouts if x in s.layouts)
-        if v := os.environ.get("STRATEGIES", "").strip():
+        if v := environ.get("STRATEGIES", "").strip():
             s.strategies = tuple(v.replace(",", " ").split())
-        if os.environ.get("FORMAT_SCENARIOS", "").strip() == "all" or any(
-                os.environ.get(k, "").strip() for k in ("SF", "BATCHES", "LAYOUTS")):
+        if environ.get("FORMAT_SCENARIOS", "").strip() == "all" or any(
+                environ.get(k, "").strip() for k in ("SF", "BATCHES", "LAYOUTS")):
             s.format_scenarios = "all"
         if (v := nums("ROUNDS", int)) is not None:
             if v[0] < 1:
@@ -88,7 +94,7 @@ class Settings:
             s.rounds = v[0]
         if (v := nums("BENCH_WORKERS", int)) is not None:
             s.workers = v[0]
-        if v := os.environ.get("LAKES_DIR"):
+        if v := environ.get("LAKES_DIR"):
             s.lakes_dir = Path(v)
         return s
 

@@ -42,8 +42,9 @@ from pipeline.lock import lake_lock
 from pipeline.plan import is_view, key_array, match, match_np, plain_views
 from pipeline.receipt import (
     engine_versions,
+    failed_attempts,
     receipt_file,
-    where_failed_receipt_is,
+    write_failed_receipt,
     write_receipt_copy,
 )
 from pipeline.room import check_format_room
@@ -294,7 +295,8 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
         purged = None
         if not logical_only and journal.job_id in _pending(flake):
             # done with --logical-only, asked now for both steps: the purge it waits for
-            _, purged = _run_purge(flake, fmt.name, verify, None)
+            # (a failed purge's receipt goes to --receipt too; a done one is replaced below)
+            _, purged = _run_purge(flake, fmt.name, verify, receipt_path)
         done = journal.receipt()
         path = write_receipt_copy(done, receipt_path, kept_at=kept) if receipt_path else kept
         # what this command did, for its output (not part of the receipt)
@@ -326,6 +328,7 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
     if not checks["passed"]:
         receipt["state"] = "failed verification (logical step)"
         raise _failed(flake, journal.job_id, receipt, receipt_path, "logical step", checks)
+    earlier = {j: r for j, r in _pending(flake).items() if j != journal.job_id}
     if logical_only:
         receipt["physical"] = None
         receipt["state"] = "logically deleted, waiting for `voicescrub purge`"
@@ -340,14 +343,21 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
         receipt["timings_s"].update(physical=phys["seconds"],
                                     verify=verify_l + phys["verify_seconds"])
         receipt["state"] = "physically deleted"
-        receipt["delete_persistence_latency_s"] = (
-            dt.datetime.fromisoformat(phys["finished_at"]) - request.requested_at
-        ).total_seconds()
+        finished = dt.datetime.fromisoformat(phys["finished_at"])
+        receipt["delete_persistence_latency_s"] = (finished - request.requested_at
+                                                   ).total_seconds()
+        # the purge also rewrote what earlier --logical-only jobs left: it finished them
+        receipt["purged_pending_jobs"] = _jobs_purged(earlier, finished)
     receipt["timings_s"]["total"] = time.perf_counter() - t0
     receipt["timings_s"] = {k: round(v, 4) for k, v in receipt["timings_s"].items()}
     # the lake as this job leaves it: a re-run of the request is a no-op only while it holds
     receipt["lake_fingerprint"] = format_fingerprint(flake, fmt)
+    if failed := failed_attempts(flake.root, journal.job_id):
+        receipt["failed_attempts"] = failed  # kept beside it, under these names
     path = _write(flake, journal, receipt, receipt_path)
+    if receipt.get("purged_pending_jobs"):
+        _mark_purged(flake, receipt["purged_pending_jobs"], receipt["lake_fingerprint"],
+                     purged_by=receipt_file(flake.root, journal.job_id).name)
     return receipt, path
 
 
@@ -380,47 +390,61 @@ def _run_purge(flake: FormatLake, strategy: str, verify: bool,
     finally:
         fmt.release(flake)
     finished = dt.datetime.fromisoformat(phys["finished_at"])
-    jobs = [{"job_id": j, "requested_at": r,
-             "delete_persistence_latency_s": (finished - dt.datetime.fromisoformat(r))
-             .total_seconds()} for j, r in pending.items()]
+    name = f"purge-{finished.strftime('%Y%m%dT%H%M%S%fZ')}"
     receipt = {"receipt_version": 1, "kind": "purge", "lake": str(flake.root.resolve()),
                "strategy": fmt.name, "format": flake.format,
-               "engine_versions": engine_versions(), "jobs": jobs, "physical": phys}
-    name = f"purge-{finished.strftime('%Y%m%dT%H%M%S%fZ')}"
+               "engine_versions": engine_versions()}
     if not phys["verification"]["passed"]:  # the jobs it served stay pending
-        raise _failed(flake, name, receipt, receipt_path, "purge", phys["verification"])
+        receipt.update(state="failed verification (purge)", physical=phys,
+                       jobs=[{"job_id": j, "requested_at": r, "still_pending": True}
+                             for j, r in pending.items()])
+        raise _failed(flake, name, receipt, receipt_path, "purge", phys["verification"],
+                      again="the jobs it served still wait for a purge")
+    receipt.update(state="physically deleted", jobs=_jobs_purged(pending, finished),
+                   physical=phys)
     path = receipt_file(flake.root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(receipt, indent=1))
-    for job_id in pending:
-        done = flake.root / SCRUB_DIR / job_id / "done.json"
-        if done.exists():
-            r = json.loads(done.read_text())
-            r["lake_fingerprint"] = after  # the purge finished its job: the lake it left
-            r["state"] = "physically deleted"
-            r["purged_by"] = path.name
-            r["delete_persistence_latency_s"] = next(
-                j["delete_persistence_latency_s"] for j in jobs if j["job_id"] == job_id)
-            done.write_text(json.dumps(r, indent=1))
-            kept = receipt_file(flake.root, job_id)
-            if kept.exists():  # the copy users read says what the purge did too
-                kept.write_text(json.dumps(r, indent=1))
-    (flake.root / SCRUB_DIR / PENDING).unlink(missing_ok=True)
+    _mark_purged(flake, receipt["jobs"], after, purged_by=path.name)
     if receipt_path is not None:  # once the purge is recorded: a failed copy costs only it
         path = write_receipt_copy(receipt, receipt_path, kept_at=path)
     return receipt, path
 
 
+def _jobs_purged(pending: dict[str, str], finished: dt.datetime) -> list[dict]:
+    """The jobs a purge finished, with their request → physically gone latency."""
+    return [{"job_id": j, "requested_at": r,
+             "delete_persistence_latency_s": (finished - dt.datetime.fromisoformat(r))
+             .total_seconds()} for j, r in pending.items()]
+
+
+def _mark_purged(flake: FormatLake, jobs: list[dict], after: str, purged_by: str) -> None:
+    """Mark the jobs a purge finished physically deleted (their done.json and the receipt
+    users read) and clear the pending list."""
+    for job in jobs:
+        done = flake.root / SCRUB_DIR / job["job_id"] / "done.json"
+        if done.exists():
+            r = json.loads(done.read_text())
+            r["lake_fingerprint"] = after  # the purge finished its job: the lake it left
+            r["state"] = "physically deleted"
+            r["purged_by"] = purged_by
+            r["delete_persistence_latency_s"] = job["delete_persistence_latency_s"]
+            done.write_text(json.dumps(r, indent=1))
+            kept = receipt_file(flake.root, job["job_id"])
+            if kept.exists():  # the copy users read says what the purge did too
+                kept.write_text(json.dumps(r, indent=1))
+    (flake.root / SCRUB_DIR / PENDING).unlink(missing_ok=True)
+
+
 def _failed(flake: FormatLake, name: str, receipt: dict, receipt_path: Path | None,
-            step: str, checks: dict) -> FormatVerificationError:
-    """The error for a step that failed verification, once its receipt is written where the
-    lake keeps receipts and to `--receipt` (what a failed job leaves is what users need)."""
-    path = receipt_file(flake.root, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(receipt, indent=1))
-    where = where_failed_receipt_is(path, receipt, receipt_path)
+            step: str, checks: dict,
+            again: str = "re-run the same command to finish the job"
+            ) -> FormatVerificationError:
+    """The error for a step that failed verification, once its receipt is kept (under a
+    name of its own) and copied to `--receipt`."""
+    where = write_failed_receipt(flake.root, name, receipt, receipt_path)
     return FormatVerificationError(f"{step} failed verification: {checks['failures'][:3]} "
-                                   f"({where})")
+                                   f"({where}); {again}")
 
 
 def _purge(flake: FormatLake, fmt: TableFormat, verify: bool) -> dict:

@@ -141,10 +141,15 @@ def write_receipt_copy(receipt: dict, path: Path, kept_at: Path | None = None) -
     return Path(path)
 
 
-def where_failed_receipt_is(kept: Path, receipt: dict, copy: Path | None) -> str:
-    """For the error of a job that failed verification: where its receipt is kept (`kept`,
-    already written), once it is also copied to `--receipt` (a failed job's receipt is what
-    its user needs most)."""
+def write_failed_receipt(root: Path, name: str, receipt: dict, copy: Path | None) -> str:
+    """Keep the receipt of an attempt that failed verification under a name of its own
+    (`<name>.failed-<n>.json`: a re-run that finishes the job writes `<name>.json` and lists
+    these), copy it to `--receipt` (what a failed job did is what its user most needs), and
+    say where both are, for the error."""
+    n = len(failed_attempts(root, name)) + 1
+    kept = receipt_file(root, f"{name}.failed-{n}")
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(receipt, indent=1))
     where = f"receipt: {kept}"
     if copy is not None:
         try:
@@ -152,6 +157,12 @@ def where_failed_receipt_is(kept: Path, receipt: dict, copy: Path | None) -> str
         except ReceiptNotCopied:
             where += f"; --receipt {copy} could not be written"
     return where
+
+
+def failed_attempts(root: Path, name: str) -> list[str]:
+    """The receipts of the attempts of job (or purge) `name` that failed verification."""
+    found = receipt_file(root, name).parent.glob(f"{name}.failed-*.json")
+    return sorted((p.name for p in found), key=lambda n: int(n.rsplit("-", 1)[1][:-5]))
 
 
 def receipt_file(root: Path, name: str) -> Path:

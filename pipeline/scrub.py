@@ -46,8 +46,9 @@ from pipeline.lock import lake_lock
 from pipeline.plan import FilePlan, Planner, Rule
 from pipeline.receipt import (
     build_receipt,
+    failed_attempts,
     receipt_file,
-    where_failed_receipt_is,
+    write_failed_receipt,
     write_receipt,
     write_receipt_copy,
 )
@@ -257,8 +258,10 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
         # stale counts into the manifest. Its own command must finish it first.
         others = Journal.unfinished(lake.root)
         if others:
+            how = ("failed verification" if failed_attempts(lake.root, others[0]) else
+                   "was interrupted")
             raise LakeError(
-                f"job {others[0]} on this lake was interrupted and has not finished: re-run "
+                f"job {others[0]} on this lake {how} and has not finished: re-run "
                 f"the command that started it to finish it first (its customer ids are in "
                 f"{SCRUB_DIR}/{others[0]}/keys-{lake.lineage.subject}.parquet)")
         lake.validate()  # before anything is written, the receipt key included
@@ -304,11 +307,17 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
                             started_at=started_at, resumed=resumed, verify=verify)
     # the lake as this job leaves it: a re-run of the request is a no-op only while it holds
     receipt["lake_fingerprint"] = lake.fingerprint()
+    if not checks["passed"]:
+        receipt["job_id"] = journal.job_id
+        where = write_failed_receipt(lake.root, journal.job_id, receipt, receipt_path)
+        raise VerificationError(
+            f"verification failed: {checks['failures'][:3]} ({where}); job "
+            f"{journal.job_id} is unfinished: re-run the same command to finish it (other "
+            "jobs on this lake are refused until then)")
+    if failed := failed_attempts(lake.root, journal.job_id):
+        receipt["failed_attempts"] = failed  # kept beside it, under these names
     path = write_receipt(lake, journal.job_id, receipt)
     crashpoint("after_receipt")
-    if not checks["passed"]:
-        where = where_failed_receipt_is(path, receipt, receipt_path)
-        raise VerificationError(f"verification failed: {checks['failures'][:3]} ({where})")
     journal.finish(receipt)
     if receipt_path is not None:  # once the job is done: a failed copy cannot leave it open
         path = write_receipt_copy(receipt, receipt_path, kept_at=path)

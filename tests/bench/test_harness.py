@@ -100,7 +100,11 @@ def test_bench_command_passes_rounds_on_and_refuses_zero(tmp_path: Path,
     runner = CliRunner()
     assert "--rounds" in runner.invoke(app, ["bench", "--help"]).output
     refused = runner.invoke(app, ["bench", "--rounds", "0", "--results", str(tmp_path)])
-    assert refused.exit_code == 2 and "--rounds must be 1 or more" in refused.output
+    assert refused.exit_code == 2 and "ROUNDS must be 1 or more" in refused.output
+    for env in ({"ROUNDS": "0"}, {"SF": "one"}):  # as `make bench ROUNDS=0` passes it
+        refused = runner.invoke(app, ["bench", "--results", str(tmp_path)], env=env)
+        assert refused.exit_code == 2 and "must be" in refused.output, refused.output
+    assert not any(tmp_path.iterdir())  # no results folder for a refused run
     seen = {}
 
     def fake_call(cmd: list[str], cwd: Path, env: dict) -> int:  # the benchmark's pytest

@@ -623,7 +623,13 @@ def test_a_failed_verification_still_writes_the_receipt_and_its_copy(
     failed = json.loads(copy.read_text())
     assert failed["state"] == "failed verification (logical step)"
     assert failed["logical"]["verification"]["failures"] == ["injected"]
-    assert (flake.root / "_scrub" / "receipts" / f"{failed['job_id']}.json").exists()
+    receipts = flake.root / "_scrub" / "receipts"
+    assert json.loads((receipts / f"{failed['job_id']}.failed-1.json").read_text()) == failed
+    r = runner.invoke(app, [*scrub, "--ids", "7"])  # re-run: finishes, keeps the failure
+    assert r.exit_code == 0, r.output
+    done = json.loads(copy.read_text())
+    assert done["job_id"] == failed["job_id"] and done["state"] == "physically deleted"
+    assert done["failed_attempts"] == [f"{failed['job_id']}.failed-1.json"]
 
     assert runner.invoke(app, [*scrub, "--ids", "8", "--logical-only"]).exit_code == 0
     copy.unlink()
@@ -631,9 +637,32 @@ def test_a_failed_verification_still_writes_the_receipt_and_its_copy(
         m.setattr(fs, "physical_step", _failing(fs.physical_step))
         r = runner.invoke(app, ["purge", "--lake", lake, "--strategy", "ducklake",
                                 "--receipt", str(copy)])
-    assert r.exit_code == 1 and "purge failed verification" in " ".join(r.output.split())
-    assert json.loads(copy.read_text())["physical"]["verification"]["failures"] == ["injected"]
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "purge failed verification" in out, out
+    assert "still wait for a purge" in out
+    purge = json.loads(copy.read_text())
+    assert purge["state"] == "failed verification (purge)"
+    assert purge["physical"]["verification"]["failures"] == ["injected"]
+    assert [j["still_pending"] for j in purge["jobs"]] == [True]
     assert fs._pending(FormatLake.open(flake.root))  # the job still waits for a purge
     r = runner.invoke(app, ["purge", "--lake", lake, "--strategy", "ducklake"])
     assert r.exit_code == 0, r.output
     assert not fs._pending(FormatLake.open(flake.root))
+
+
+def test_a_scrub_with_both_steps_finishes_the_jobs_waiting_for_a_purge(
+        date_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+    """Its purge rewrites what earlier --logical-only jobs left, so it finishes them: they
+    leave the pending list and their receipts say physically deleted, purged by this job."""
+    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    run_format_scrub(flake, _request([7]), "ducklake", logical_only=True)
+    receipt, _ = run_format_scrub(flake, _request([8]), "ducklake")
+    import pipeline.format_scrub as fs
+
+    assert not fs._pending(FormatLake.open(flake.root))
+    [earlier] = receipt["purged_pending_jobs"]
+    kept = json.loads((flake.root / "_scrub" / "receipts" / f"{earlier['job_id']}.json")
+                      .read_text())
+    assert kept["state"] == "physically deleted"
+    assert kept["purged_by"] == f"{receipt['job_id']}.json"
+    assert run_audit(Lake.open(flake.root), np.array([7, 8]), names=False).clean

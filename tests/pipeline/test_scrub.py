@@ -211,9 +211,37 @@ def test_verification_rereads_a_footer_it_cannot_tie_to_the_checked_file(
     with pytest.raises(scrub_module.VerificationError, match="footer row count differs") as e:
         run_scrub(Lake.open(lake_dir), request(ids), "arrow", receipt_path=copy)
     # the --receipt copy of a failed job is written too, and says it failed
-    assert f"copied to {copy}" in str(e.value)
+    assert f"copied to {copy}" in str(e.value) and "re-run the same command" in str(e.value)
     failed = json.loads(copy.read_text())
     assert not failed["verification"]["passed"] and failed["verification"]["failures"]
+    job = failed["job_id"]
+    kept = lake_dir / "_scrub" / "receipts" / f"{job}.failed-1.json"
+    assert json.loads(kept.read_text()) == failed
+    with pytest.raises(LakeError, match=f"job {job} on this lake failed verification"):
+        run_scrub(Lake.open(lake_dir), request([9]), "arrow")  # another job waits
+
+
+def test_a_rerun_after_a_failed_verification_finishes_and_keeps_the_failed_receipt(
+        date_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.scrub as scrub_module
+
+    lake_dir = snapshot(date_src, tmp_path / "lake")
+    real = scrub_module.verify_scrub
+
+    def fails(*args, **kwargs) -> dict:  # noqa: ANN002, ANN003
+        return {**real(*args, **kwargs), "passed": False, "failures": ["injected"]}
+
+    monkeypatch.setattr(scrub_module, "verify_scrub", fails)
+    with pytest.raises(scrub_module.VerificationError, match="injected"):
+        run_scrub(Lake.open(lake_dir), request([5, 6]), "arrow")
+    monkeypatch.setattr(scrub_module, "verify_scrub", real)
+    done = run_scrub(Lake.open(lake_dir), request([5, 6]), "arrow")  # the same command
+    job = done.receipt["job_id"]
+    assert done.receipt["verification"]["passed"] and done.receipt["resumed"]
+    assert done.receipt["failed_attempts"] == [f"{job}.failed-1.json"]
+    failed = json.loads((done.receipt_path.parent / f"{job}.failed-1.json").read_text())
+    assert failed["verification"]["failures"] == ["injected"]
+    assert run_audit(Lake.open(lake_dir), np.array([5, 6]), names=False).clean
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

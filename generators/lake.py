@@ -505,6 +505,7 @@ def check_output(out: Path, force: bool, error: type[ValueError] = ConfigError) 
     out = Path(out)
     try:
         _check_not_cwd(out, error)
+        _check_not_in_a_lake(out, error)
         _check_replaceable(out, force, error)
         _check_creatable(out, error)
     except OSError as e:  # e.g. a parent we may not read: one line, not a traceback
@@ -518,6 +519,14 @@ def _check_not_cwd(out: Path, error: type[ValueError]) -> None:
     if target == here or target in here.parents:
         raise error(f"--out {out} is the current directory or one of its parents: give a "
                     "directory of its own")
+
+
+def _check_not_in_a_lake(out: Path, error: type[ValueError]) -> None:
+    """A lake inside another lake: every audit of the outer one would report the inner one's
+    rows as residue that no scrub of it can reach."""
+    for parent in out.resolve().parents:
+        if (parent / MANIFEST).is_file():
+            raise error(f"--out {out} is inside the lake {parent}: give a directory outside it")
 
 
 def _check_replaceable(out: Path, force: bool, error: type[ValueError]) -> None:

@@ -191,11 +191,29 @@ def _alternation(words: list[str]) -> list[str]:
 def gather_needles(lake: Lake, customer_ids: np.ndarray, workers: int = 2) -> Needles:
     """What to look for: the generator's ground truth when the lake is a voicescrub lake,
     plus whatever the lake still links to these customers."""
+    from pipeline.damage import UnreadableFiles
     from pipeline.resolve import resolve_keys
 
-    keys = resolve_keys(lake, customer_ids, workers)
+    try:
+        keys = resolve_keys(lake, customer_ids, workers)
+    except UnreadableFiles as e:
+        # an audit goes on with what can be read: the damaged files are searched as bytes
+        # and listed as unreadable by the walk, so the audit cannot end "clean"
+        lake = _ReadableFiles(lake, {f.path for f in e.files})
+        keys = resolve_keys(lake, customer_ids, workers)
     return needles_from(lake.manifest, customer_ids, keys,
                         lambda ids: _pii_in_lake(lake, ids))
+
+
+class _ReadableFiles(Lake):
+    """The lake without the data files that could not be read (for resolving keys)."""
+
+    def __init__(self, lake: Lake, unreadable: set[str]) -> None:
+        super().__init__(lake.root, lake.lineage, lake.manifest)
+        self.unreadable = unreadable
+
+    def files(self, table: str) -> list:
+        return [f for f in super().files(table) if f.path not in self.unreadable]
 
 
 def needles_from(manifest: dict | None, customer_ids: np.ndarray, keys: dict[str, pa.Array],
@@ -230,11 +248,14 @@ def _pii_in_lake(lake: Lake, ids: pa.Array | None) -> dict[str, list[str]]:
     if ids is None:
         return out
     for f in lake.files("customers") if "customers" in lake.tables() else []:
-        schema = pq.read_schema(lake.root / f.path)
-        cols = [c for c in ("customer_id", *out) if c in schema.names]
-        if "customer_id" not in cols:
+        try:
+            schema = pq.read_schema(lake.root / f.path)
+            cols = [c for c in ("customer_id", *out) if c in schema.names]
+            if "customer_id" not in cols:
+                continue
+            t = pq.read_table(lake.root / f.path, columns=cols)
+        except (OSError, pa.ArrowException):  # listed as unreadable by the walk
             continue
-        t = pq.read_table(lake.root / f.path, columns=cols)
         t = t.filter(match(t["customer_id"], ids))
         for c in out:
             if c in t.column_names:

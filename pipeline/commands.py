@@ -36,12 +36,19 @@ def _request(customers: Path | None, ids: str | None) -> ErasureRequest:
     return read_request(customers) if customers is not None else parse_ids(ids or "")
 
 
-def check_output_file(path: Path | None, flag: str) -> None:
+def check_output_file(path: Path | None, flag: str, lake: Path | None = None) -> None:
     """Refuse, before any work, an output path that cannot be written (a job must not run to
-    its end and then fail on its receipt)."""
+    its end and then fail on its receipt), or that lies inside the lake (it would write over
+    `_lake.json` or a data file, or leave a file every audit then reads)."""
     if path is None:
         return
     path = Path(path)
+    if lake is not None:
+        root = Path(lake).resolve()
+        where = path.resolve()
+        if where == root or root in where.parents:
+            raise RequestError(f"{flag} {path} is inside the lake {lake}: give a path outside "
+                               "it (the lake keeps its own receipts under _scrub/receipts/)")
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise RequestError(f"{flag} {path} is a directory: give a file path")
@@ -171,12 +178,14 @@ def scrub(
         if verify not in ("default", "deep"):
             raise RequestError(f"--verify must be default or deep, got {verify!r}")
         check_workers(workers)
-        check_output_file(receipt, "--receipt")
         if json_out is not None and not dry_run:
             raise RequestError("--json writes a dry run's plan: add --dry-run (a job's "
                                "receipt is JSON already: --receipt FILE)")
+        if receipt is not None and dry_run:
+            raise RequestError("a dry run has no receipt: use --json FILE for its plan")
+        check_output_file(receipt, "--receipt", lake)
         if json_out is not None and str(json_out) != "-":
-            check_output_file(json_out, "--json")
+            check_output_file(json_out, "--json", lake)
         request = _request(customers, ids)
         known = [*strategies.available(), *formats.available()]
         if strategy not in known:
@@ -192,6 +201,16 @@ def scrub(
                             "iceberg, ducklake): copy-on-write has no logical step")
         if lake_format:
             from pipeline.format_commands import scrub_format
+
+            # options a format's own DELETE has no use for: refused, not silently ignored
+            unused = [flag for flag, given in (
+                ("--verify deep", verify == "deep"), ("--workers", workers != 0),
+                ("--lineage", lineage is not None)) if given]
+            if unused:
+                raise RequestError(
+                    f"{' and '.join(unused)}: not for a {lake_format} lake (its DELETE runs "
+                    "in the format's engine, is verified through the format, and the lineage "
+                    "is the one `convert` recorded)")
 
             scrub_format(the_lake, request, strategy, logical_only, receipt)
             return
@@ -303,12 +322,14 @@ def audit(
     lake: Annotated[Path, typer.Option(help="Lake root")],
     customers: Annotated[Path | None, typer.Option(help="Request file of customer ids")] = None,
     ids: Annotated[str | None, typer.Option(help="Customer ids, comma-separated")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON")]
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the report as JSON to this file ('-': stdout, instead of the "
+                       "tables)")]
     = None,
     workers: Annotated[int, typer.Option(help="Files read at once; 0 = all cores")] = 0,
     lineage: Annotated[Path | None, typer.Option(help="Lineage spec for a lake without "
                                                       "_lake.json")] = None,
-    limit: Annotated[int, typer.Option(help="Findings listed on screen")] = 20,
+    limit: Annotated[int, typer.Option(help="Findings listed on screen; 0 = all")] = 20,
     names: Annotated[bool, typer.Option(
         "--names/--no-names", help="Search full names and street addresses in free text "
         "(possible mentions, never residue; the costliest part of an audit)")] = True,
@@ -322,7 +343,9 @@ def audit(
         check_workers(workers)
         if limit < 0:
             raise RequestError(f"--limit must be 0 or more, got {limit}")
-        check_output_file(json_out, "--json")
+        limit = limit or sys.maxsize  # 0: all, as `query --limit 0`
+        if json_out is not None and str(json_out) != "-":
+            check_output_file(json_out, "--json", lake)
         request = _request(customers, ids)
         the_lake = Lake.open(lake, lineage)
     except (RequestError, LakeError) as e:
@@ -333,6 +356,9 @@ def audit(
                                names=names)
     except (LakeError, UnpackError) as e:  # e.g. a table-format lake that was moved or copied
         raise _fail(str(e)) from None
+    if json_out is not None and str(json_out) == "-":  # stdout holds the JSON only
+        typer.echo(json.dumps(report.to_json(), indent=1))
+        raise typer.Exit(1 if report.residue or report.unreadable else 0)
     if json_out:
         try:
             json_out.write_text(json.dumps(report.to_json(), indent=1))

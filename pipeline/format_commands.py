@@ -76,11 +76,15 @@ def scrub_format(lake: Lake, request: ErasureRequest, strategy: str, logical_onl
             raise _fail(_full_disk(e, lake.root, "scrub"), 1) from None
     lg = r["logical"]
     rows = sum(t["rows_deleted"] for t in lg["tables"].values())
+    if r.get("already_done") and r.get("purged_now"):
+        out.print(f"job {r['job_id']} deleted these customers' rows logically on "
+                  f"{r['finished_at']} ({rows:,} rows; nothing is left to delete) and was "
+                  f"waiting for the purge, which ran now: {r['purged_now']}")
+        out.print(f"state: {r['state']}; receipt: {path}")
+        return
     if r.get("already_done"):
         out.print(f"job {r['job_id']} already finished on {r['finished_at']} ({rows:,} rows "
                   f"deleted), and the lake is as it left it: nothing to delete")
-        if r.get("purged_now"):
-            out.print(f"it was waiting for the purge, which ran now: {r['purged_now']}")
         out.print(f"state: {r['state']}; receipt: {path}")
         return
     who = _plural(r['request']['ids'], 'customer')
@@ -159,7 +163,7 @@ def purge(
     from pipeline.receipt import ReceiptNotCopied
 
     try:
-        check_output_file(receipt, "--receipt")
+        check_output_file(receipt, "--receipt", lake)
         the_lake = _open_described(lake, "purge works on a lake `voicescrub convert` wrote")
         check_format_strategy(the_lake, strategy, False)
     except (LakeError, RequestError) as e:

@@ -57,12 +57,7 @@ class Lake:
         root = Path(root)
         if not root.is_dir():
             raise LakeError(f"lake {root} does not exist or is not a directory")
-        manifest = None
-        if (root / MANIFEST).exists():
-            try:
-                manifest = json.loads((root / MANIFEST).read_text())
-            except json.JSONDecodeError as e:
-                raise LakeError(f"{root / MANIFEST} is not valid JSON: {e}") from None
+        manifest = read_lake_manifest(root) if (root / MANIFEST).exists() else None
         if lineage_file is not None:
             try:
                 lineage = load_lineage(lineage_file)
@@ -79,10 +74,7 @@ class Lake:
         """Read the manifest again (a job that has just taken the lake's lock must not act on
         one read before another job changed it)."""
         if (self.root / MANIFEST).exists():
-            try:
-                self.manifest = json.loads((self.root / MANIFEST).read_text())
-            except json.JSONDecodeError as e:
-                raise LakeError(f"{self.root / MANIFEST} is not valid JSON: {e}") from None
+            self.manifest = read_lake_manifest(self.root)
 
     @property
     def layout(self) -> str | None:
@@ -247,6 +239,33 @@ def _first_page_has_crc(path: Path, rg: pq.RowGroupMetaData) -> bool:
             last = fid
     except thrift.CompactError:
         return False
+
+
+def read_lake_manifest(root: Path) -> dict:
+    """`_lake.json`, checked to have the shape every command reads (a file written over it,
+    say a receipt or a plan, is named as such instead of failing later with a KeyError)."""
+    path = root / MANIFEST
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise LakeError(f"{path} is not valid JSON: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise LakeError(f"{path} cannot be read: {e}") from None
+    tables = m.get("tables") if isinstance(m, dict) else None
+    problem = None
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        problem = "no table list (\"tables\")"
+    elif "format" not in m:  # a Parquet lake's manifest lists every file
+        for name, t in tables.items():
+            files = t.get("files")
+            if not isinstance(files, list) or not all(
+                    isinstance(f, dict) and {"path", "rows", "bytes"} <= f.keys() for f in files):
+                problem = f"table {name!r} has no file list with path, rows and bytes"
+                break
+    if problem:
+        raise LakeError(f"{path} is not a voicescrub manifest: {problem} (was it written "
+                        "over? `voicescrub generate` or `convert` writes it)")
+    return m
 
 
 def open_parquet(path: Path | str) -> pq.ParquetFile:

@@ -290,6 +290,16 @@ def test_out_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
         assert r.exit_code == 2 and _one_line(r.output), (out, r.output)
 
 
+def test_out_inside_a_lake_is_refused(tmp_path: Path) -> None:
+    """A lake inside a lake: the outer one's audits would find rows no scrub of it reaches."""
+    outer = tmp_path / "lake"
+    (outer / "customers").mkdir(parents=True)
+    (outer / MANIFEST).write_text("{}")
+    r = _generate_cli(str(outer / "customers" / "inner"))
+    assert r.exit_code == 2 and "is inside the lake" in r.output and _one_line(r.output)
+    assert not (outer / "customers" / "inner").exists()
+
+
 def test_force_replaces_a_previous_lake(tmp_path: Path) -> None:
     out = tmp_path / "lake"
     out.mkdir()

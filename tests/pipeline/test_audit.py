@@ -642,3 +642,26 @@ def test_a_table_files_unused_dictionary_entries_are_hidden_residue(tmp_path: Pa
         ("email (dictionary entries no row uses)", "email", 1, False),
         ("skill_user_id", "skill_user_id", 1, True),
         ("skill_user_id (dictionary entries no row uses)", "skill_user_id", 1, False)]
+
+
+def test_a_damaged_mapping_or_customers_file_still_gets_a_report(date_src: Path,
+                                                                 tmp_path: Path) -> None:
+    """Damaged customers and recordings files (the lineage's tables): the audit resolves keys
+    from what can be read, reports the residue there, lists both files as unreadable, exit 1
+    (it refused, worded for a scrub, or crashed)."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    damaged = [next((lake / t).rglob("*.parquet")) for t in ("customers", "recordings")]
+    for f in damaged:
+        with open(f, "r+b") as fh:
+            fh.truncate(f.stat().st_size // 2)
+    runner = CliRunner()
+    r = runner.invoke(app, ["audit", "--lake", str(lake), "--ids", "1,2,3", "--no-names",
+                            "--json", "-"])
+    assert r.exit_code == 1, r.output
+    report = json.loads(r.output)  # stdout holds the JSON only
+    assert report["residue_found"] and report["logically_visible_rows"] > 0
+    unreadable = " ".join(report["unreadable"])
+    assert all(f.relative_to(lake).as_posix() in unreadable for f in damaged)
+    listed = runner.invoke(app, ["audit", "--lake", str(lake), "--ids", "1,2,3", "--no-names",
+                                 "--limit", "0"])
+    assert "RESIDUE FOUND" in listed.output and "more findings" not in listed.output

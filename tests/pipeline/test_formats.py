@@ -295,7 +295,7 @@ def test_a_plain_rerun_of_a_logical_only_job_purges(date_src: Path, tmp_path: Pa
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     out = " ".join(r.output.split())
-    assert "already finished" in out and "the purge, which ran now" in out
+    assert "already finished" not in out and "the purge, which ran now" in out
     assert "state: physically deleted" in out and "stay on disk" not in out
     assert run_audit(Lake.open(flake.root), np.array([7, 8]), names=False).clean
     job = next((flake.root / "_scrub" / "receipts").glob("[0-9a-f]*.json"))
@@ -336,6 +336,21 @@ def test_cli_refusals(date_src: Path, tmp_path: Path) -> None:
                             "--out", str(tmp_path / "busy")])
     assert r.exit_code == 2 and "--force" in r.output
     assert (tmp_path / "busy" / "f").read_text() == "x"
+
+
+def test_options_a_format_lake_has_no_use_for_are_refused(converted: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """--verify deep, --workers and --lineage were silently ignored on a format lake."""
+    lake = converted["ducklake"]
+    before = lake_digest(lake)
+    spec = tmp_path / "lineage.json"
+    spec.write_text(json.dumps({"subject": "customer_id",
+                                "tables": {"customers": {"customer_id": "customer_id"}}}))
+    for extra in (["--verify", "deep"], ["--workers", "3"], ["--lineage", str(spec)]):
+        r = runner.invoke(app, ["scrub", "--lake", str(lake), "--strategy", "ducklake",
+                                "--ids", "1", *extra])
+        assert r.exit_code == 2 and "not for a ducklake lake" in r.output, (extra, r.output)
+    assert lake_digest(lake) == before
 
 
 class _EngineError(Exception):

@@ -241,3 +241,31 @@ def test_an_empty_plan_still_has_every_total() -> None:
     summary = ScrubPlan({}, [], np.array([], np.int64)).summary(np.array([1]))
     assert summary["totals"] == dict.fromkeys(PLAN_COUNTS, 0)
     assert summary["customers_not_found"] == 1 and summary["files_to_rewrite"] == []
+
+
+def test_output_paths_inside_the_lake_are_refused_before_anything(date_src: Path,
+                                                                  tmp_path: Path) -> None:
+    """A plan, receipt or report written into the lake would replace _lake.json or a data file
+    (a "dry run" that wrote over the manifest broke every later command)."""
+    lake = snapshot(date_src, tmp_path / "lake")
+    before = lake_digest(lake)
+    data = next((lake / "customers").rglob("*.parquet"))
+    for args in (["scrub", "--ids", "1", "--dry-run", "--json", str(lake / "_lake.json")],
+                 ["scrub", "--ids", "1", "--receipt", str(data)],
+                 ["scrub", "--ids", "1", "--receipt", str(lake / "receipt.json")],
+                 ["audit", "--ids", "1", "--json", str(lake / "_lake.json")]):
+        r = runner.invoke(app, [*args, "--lake", str(lake)])
+        assert r.exit_code == 2 and "is inside the lake" in r.output, (args, r.output)
+    r = scrub(lake, "--ids", "1", "--dry-run", "--receipt", str(tmp_path / "r.json"))
+    assert r.exit_code == 2 and "a dry run has no receipt" in r.output
+    assert lake_digest(lake) == before
+
+
+@pytest.mark.parametrize("manifest", ["[]", '{"job_id": "x", "tables": {"customers": {}}}'])
+def test_a_manifest_of_the_wrong_shape_is_named_not_a_traceback(date_src: Path, tmp_path: Path,
+                                                                manifest: str) -> None:
+    lake = snapshot(date_src, tmp_path / "lake")
+    (lake / "_lake.json").write_text(manifest)
+    for cmd in ("scrub", "audit"):
+        r = runner.invoke(app, [cmd, "--lake", str(lake), "--ids", "1"])
+        assert r.exit_code == 2 and "is not a voicescrub manifest" in r.output, r.output

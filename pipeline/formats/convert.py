@@ -84,14 +84,14 @@ def check_target(out: Path, force: bool, source: Path | None = None) -> None:
     """Refuse an --out the conversion may not write or replace (see check_output: --force
     replaces only a previous lake or an empty directory), or one nested with the source lake,
     which replacing or filling --out would damage."""
-    check_output(out, force, ConvertError)
-    if source is not None:
+    if source is not None:  # (before check_output: its "inside a lake" is less precise)
         target, src = Path(out).resolve(), Path(source).resolve()
         if target == src:
             raise ConvertError("--out must differ from --lake")
         if target.is_relative_to(src) or src.is_relative_to(target):
             raise ConvertError(f"--out {out} and the source lake {source} are inside one "
                                "another: give an --out apart from the lake")
+    check_output(out, force, ConvertError)
 
 
 class ConvertOutOfRoom(Exception):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +20,29 @@ def _make(tmp_path_factory: pytest.TempPathFactory, layout: str, **kw) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def date_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make(tmp_path_factory, "date")
+def _shared(src: Path) -> Iterator[Path]:
+    """A session's source lake, checked unchanged at the end: tests work on hard-linked
+    snapshots, so a test that writes into a snapshot's file in place (truncate, write_text)
+    changes the source under every later test; this names it instead of a trail of failures
+    elsewhere."""
+    def state() -> dict[str, tuple[int, int]]:
+        return {p.relative_to(src).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in src.rglob("*") if p.is_file()}
+
+    before = state()
+    yield src
+    changed = sorted(k for k, v in state().items() if before.get(k) != v)
+    assert not changed, f"a test wrote into the shared source lake {src}: {changed[:5]}"
 
 
 @pytest.fixture(scope="session")
-def bucket_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make(tmp_path_factory, "bucket", buckets=8)
+def date_src(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield from _shared(_make(tmp_path_factory, "date"))
+
+
+@pytest.fixture(scope="session")
+def bucket_src(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield from _shared(_make(tmp_path_factory, "bucket", buckets=8))
 
 
 def snapshot(src: Path, dst: Path) -> Path:

@@ -265,6 +265,7 @@ def test_output_paths_inside_the_lake_are_refused_before_anything(date_src: Path
 def test_a_manifest_of_the_wrong_shape_is_named_not_a_traceback(date_src: Path, tmp_path: Path,
                                                                 manifest: str) -> None:
     lake = snapshot(date_src, tmp_path / "lake")
+    (lake / "_lake.json").unlink()  # a hard link to the shared source's: a file of its own
     (lake / "_lake.json").write_text(manifest)
     for cmd in ("scrub", "audit"):
         r = runner.invoke(app, [cmd, "--lake", str(lake), "--ids", "1"])

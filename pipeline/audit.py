@@ -194,13 +194,18 @@ def gather_needles(lake: Lake, customer_ids: np.ndarray, workers: int = 2) -> Ne
     from pipeline.damage import UnreadableFiles
     from pipeline.resolve import resolve_keys
 
-    try:
-        keys = resolve_keys(lake, customer_ids, workers)
-    except UnreadableFiles as e:
-        # an audit goes on with what can be read: the damaged files are searched as bytes
-        # and listed as unreadable by the walk, so the audit cannot end "clean"
-        lake = _ReadableFiles(lake, {f.path for f in e.files})
-        keys = resolve_keys(lake, customer_ids, workers)
+    skipped: set[str] = set()
+    while True:  # (each level of the lineage may find damaged files of its own)
+        try:
+            keys = resolve_keys(lake, customer_ids, workers)
+            break
+        except UnreadableFiles as e:
+            # an audit goes on with what can be read: the damaged files are searched as
+            # bytes and listed as unreadable by the walk, so the audit cannot end "clean"
+            if not {f.path for f in e.files} - skipped:
+                raise
+            skipped |= {f.path for f in e.files}
+            lake = _ReadableFiles(lake, skipped)
     return needles_from(lake.manifest, customer_ids, keys,
                         lambda ids: _pii_in_lake(lake, ids))
 

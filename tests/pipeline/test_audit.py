@@ -650,7 +650,8 @@ def test_a_damaged_mapping_or_customers_file_still_gets_a_report(date_src: Path,
     from what can be read, reports the residue there, lists both files as unreadable, exit 1
     (it refused, worded for a scrub, or crashed)."""
     lake = snapshot(date_src, tmp_path / "lake")
-    damaged = [next((lake / t).rglob("*.parquet")) for t in ("customers", "recordings")]
+    damaged = [next((lake / t).rglob("*.parquet"))  # the customers and mapping tables
+               for t in ("customers", "recordings", "skill_links")]
     for f in damaged:  # a new file (the snapshot's are hard links to the shared source's)
         cut = f.read_bytes()[: f.stat().st_size // 2]
         f.unlink()

@@ -70,6 +70,21 @@ def check_output_file(path: Path | None, flag: str, lake: Path | None = None) ->
         raise RequestError(f"{flag} {path} cannot be written: {e.strerror or e}") from None
 
 
+def write_json(data: dict, path: Path) -> bool:
+    """`--json PATH`: the JSON to the file (True), or with `-` to stdout and nothing else
+    (False: the caller prints no table). A file that cannot be written exits 2, not to be
+    read as an audit's "residue found" (1)."""
+    text = json.dumps(data, indent=1)
+    if str(path) == "-":
+        typer.echo(text)
+        return False
+    try:
+        Path(path).write_text(text)
+    except OSError as e:
+        raise _fail(f"--json {path} could not be written: {e.strerror or e}") from None
+    return True
+
+
 def check_workers(workers: int) -> None:
     if workers < 0:
         raise RequestError(f"--workers must be 0 (automatic) or more, got {workers}")
@@ -232,18 +247,11 @@ def scrub(
         if json_out is None:
             print_plan(summary, the_lake)
             return
-        text = json.dumps(summary, indent=1)
-        if str(json_out) == "-":
-            typer.echo(text)
+        if not write_json(summary, json_out):
             return
-        try:
-            json_out.write_text(text)
-        except OSError as e:
-            raise _fail(f"--json {json_out} could not be written: {e.strerror or e}") from None
         t = summary["totals"]
-        out.print(f"plan written to {json_out}: {t.get('to_rewrite', 0):,} of "
-                  f"{t.get('files', 0):,} files to rewrite, {t.get('rows_to_erase', 0):,} rows "
-                  "to erase (dry run: nothing touched)")
+        out.print(f"plan written to {json_out}: {t['to_rewrite']:,} of {t['files']:,} files to "
+                  f"rewrite, {t['rows_to_erase']:,} rows to erase (dry run: nothing touched)")
         return
     with phase_progress("resolve") as progress:
         try:
@@ -356,14 +364,8 @@ def audit(
                                names=names)
     except (LakeError, UnpackError) as e:  # e.g. a table-format lake that was moved or copied
         raise _fail(str(e)) from None
-    if json_out is not None and str(json_out) == "-":  # stdout holds the JSON only
-        typer.echo(json.dumps(report.to_json(), indent=1))
-        raise typer.Exit(1 if report.residue or report.unreadable else 0)
-    if json_out:
-        try:
-            json_out.write_text(json.dumps(report.to_json(), indent=1))
-        except OSError as e:  # exit 2: not to be read as "residue found" (1)
-            raise _fail(f"--json {json_out} could not be written: {e.strerror or e}") from None
+    if json_out is not None and not write_json(report.to_json(), json_out):
+        raise typer.Exit(1 if report.residue or report.unreadable else 0)  # stdout: JSON only
     residue = report.residue
     if residue:
         t = Table(title="residue")

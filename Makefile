@@ -25,8 +25,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
+# One worker per core (pytest-xdist), a test file per worker: a file's lakes and converted
+# format lakes are built once, and the longest file (the table formats) starts first.
 test: setup ## run the test suite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 8 --dist loadfile
 
 lint: setup ## ruff
 	$(BIN)/ruff check .

@@ -1,6 +1,8 @@
 """Fault injection for the crash tests: VOICESCRUB_CRASH_AT=<point>:<n>[:<signal>] sends the
 process SIGKILL (or the named signal, e.g. INT or TERM) the n-th time it reaches <point>.
-Unset (always, outside tests), it costs one lookup."""
+Unset (always, outside tests), it costs one lookup. Read at each point, not at import: the
+crash tests fork their jobs from a process that imported this module before the variable
+was set."""
 
 from __future__ import annotations
 
@@ -10,13 +12,13 @@ import threading
 
 _counts: dict[str, int] = {}
 _lock = threading.Lock()
-_TARGET = os.environ.get("VOICESCRUB_CRASH_AT")
 
 
 def crashpoint(name: str) -> None:
-    if _TARGET is None:
+    target = os.environ.get("VOICESCRUB_CRASH_AT")
+    if target is None:
         return
-    point, _, rest = _TARGET.partition(":")
+    point, _, rest = target.partition(":")
     if point != name:
         return
     n, _, sig = rest.partition(":")

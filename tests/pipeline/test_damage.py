@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +25,9 @@ from pipeline.lake import Lake
 from pipeline.rowhash import row_checksum
 from pipeline.scrub import plan_scrub, run_scrub
 from pipeline.strategies.cow_arrow import ArrowRewrite
+from tests.pipeline.cli_child import run_cli
 from tests.pipeline.conftest import TINY, lake_digest, snapshot
-from tests.pipeline.test_faults import IDS, REPO, data_state
+from tests.pipeline.test_faults import IDS, data_state
 
 runner = CliRunner()
 
@@ -381,10 +379,9 @@ def test_a_killed_deep_job_is_finished_by_a_default_rerun(point: str, date_src: 
     rel, hidden = _lie_in_statistics(lake, "transcripts")
     request = parse_ids(str(hidden))
     first = run_scrub(Lake.open(lake), request, "arrow", workers=1)
-    cmd = [sys.executable, "-m", "pipeline.cli", "scrub", "--lake", str(lake), "--ids",
-           str(hidden), "--strategy", "arrow", "--workers", "1", "--verify", "deep"]
-    env = {**os.environ, "VOICESCRUB_CRASH_AT": point}
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    proc = run_cli(["scrub", "--lake", str(lake), "--ids", str(hidden), "--strategy", "arrow",
+                    "--workers", "1", "--verify", "deep"], {"VOICESCRUB_CRASH_AT": point},
+                   tmp_path)
     assert proc.returncode == -9, proc.stderr[-500:]
 
     out = run_scrub(Lake.open(lake), request, "arrow", workers=1)
@@ -402,10 +399,8 @@ def test_a_default_job_resumed_deep_finishes_then_verifies_deep(date_src: Path,
     re-resolves and plans trusting nothing, so the hidden rows go too."""
     lake = snapshot(date_src, tmp_path / "lake")
     rel, hidden = _lie_in_statistics(lake, "transcripts")
-    cmd = [sys.executable, "-m", "pipeline.cli", "scrub", "--lake", str(lake), "--ids",
-           str(hidden), "--strategy", "arrow", "--workers", "1"]
-    env = {**os.environ, "VOICESCRUB_CRASH_AT": "after_rename:1"}
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    proc = run_cli(["scrub", "--lake", str(lake), "--ids", str(hidden), "--strategy", "arrow",
+                    "--workers", "1"], {"VOICESCRUB_CRASH_AT": "after_rename:1"}, tmp_path)
     assert proc.returncode == -9, proc.stderr[-500:]
 
     result = CliRunner().invoke(app, ["scrub", "--lake", str(lake), "--ids", str(hidden),

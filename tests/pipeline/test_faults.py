@@ -4,9 +4,6 @@ as an uninterrupted run, with no temp file left."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +11,10 @@ import pytest
 from pipeline.intake import parse_ids
 from pipeline.lake import Lake
 from pipeline.scrub import run_scrub
+from tests.pipeline.cli_child import run_cli
 from tests.pipeline.conftest import lake_digest, snapshot
 
 IDS = "2,3,5,7,11,13,17,19,23"
-REPO = Path(__file__).resolve().parents[2]
 
 # (point, n): killed the n-th time the job reaches the point. 28 points across every phase:
 # plan entries and rewrites interleave (a file is rewritten as soon as it is planned).
@@ -32,14 +29,14 @@ TWICE = [(("after_rename", 3), ("before_rewrite", 2)), (("mid_write", 5), ("mid_
          (("after_plan", 4), ("after_plan", 2))]
 
 
-def scrub_cmd(lake: Path) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", "scrub", "--lake", str(lake), "--ids", IDS,
-            "--strategy", "arrow", "--workers", "2"]
+def scrub(lake: Path, crash_at: str):  # noqa: ANN201
+    """The job, in its own process, stopped by VOICESCRUB_CRASH_AT."""
+    return run_cli(["scrub", "--lake", str(lake), "--ids", IDS, "--strategy", "arrow",
+                    "--workers", "2"], {"VOICESCRUB_CRASH_AT": crash_at}, lake.parent)
 
 
 def killed_at(lake: Path, point: tuple[str, int]) -> None:
-    env = {**os.environ, "VOICESCRUB_CRASH_AT": f"{point[0]}:{point[1]}"}
-    proc = subprocess.run(scrub_cmd(lake), env=env, cwd=REPO, capture_output=True, text=True)
+    proc = scrub(lake, f"{point[0]}:{point[1]}")
     assert proc.returncode == -9, (point, proc.returncode, proc.stderr[-500:])
 
 
@@ -105,8 +102,7 @@ def test_stopped_by_signal_between_files(sig: str, code: int, date_src: Path, tm
     """Ctrl-C or SIGTERM mid-job: the files in flight finish, no other starts, the command
     says so and exits 130 / 143; the same command finishes the job."""
     lake = snapshot(date_src, tmp_path / "lake")
-    env = {**os.environ, "VOICESCRUB_CRASH_AT": f"after_rename:3:{sig}"}
-    proc = subprocess.run(scrub_cmd(lake), env=env, cwd=REPO, capture_output=True, text=True)
+    proc = scrub(lake, f"after_rename:3:{sig}")
     assert proc.returncode == code, proc.stderr[-2000:]
     message = " ".join(proc.stderr.split())
     assert "interrupted: job" in message and "re-run the same command to finish it" in message
@@ -131,8 +127,7 @@ def test_torn_journal_line(date_src: Path, tmp_path: Path, reference: tuple[dict
 def test_stopped_by_signal_outside_the_rewrites(point: str, date_src: Path, tmp_path: Path,
                                                 reference: tuple[dict, dict]) -> None:
     lake = snapshot(date_src, tmp_path / "lake")
-    env = {**os.environ, "VOICESCRUB_CRASH_AT": f"{point}:1:INT"}
-    proc = subprocess.run(scrub_cmd(lake), env=env, cwd=REPO, capture_output=True, text=True)
+    proc = scrub(lake, f"{point}:1:INT")
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "re-run the same command to finish it" in " ".join(proc.stderr.split())
     finish_and_compare(lake, reference)

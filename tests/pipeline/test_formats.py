@@ -120,7 +120,7 @@ def test_two_steps_logical_then_physical(fmt: str, date_src: Path, tmp_path: Pat
                                          n_customers: int, converted: dict[str, Path]) -> None:
     """Customer 1 holds the smallest id of its region's customers file, so every format's
     metadata (log stats, manifest bounds, catalog stats) names it until the purge."""
-    flake = convert(Lake.open(date_src), fmt, tmp_path / fmt)
+    flake = fresh(fmt, converted, date_src, tmp_path / fmt)
     ids = [1, 2, n_customers // 2, n_customers + 5]  # the last one is in no table
     keys = resolve_format_keys(flake, get(fmt), np.array(ids, np.int64))
     before = kept_checksums(flake, keys)

@@ -25,10 +25,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-# One worker per core (pytest-xdist), a test file per worker: a file's lakes and converted
-# format lakes are built once, and the longest file (the table formats) starts first.
+# One worker per core (pytest-xdist), a whole test file per worker (a file's module-scoped
+# lakes are built once), in tests/conftest.py's order: the longest files first.
 test: setup ## run the test suite
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 8 --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 8 --dist loadfile --no-loadscope-reorder
 
 lint: setup ## ruff
 	$(BIN)/ruff check .

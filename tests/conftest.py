@@ -1,9 +1,20 @@
-"""Test order: the longest files first, so that with one file per worker (`make test`) the
-longest one does not start last and hold up the run's end."""
+"""Test order: the longest files first, so that with one file per worker (`make test`, which
+keeps this order: --no-loadscope-reorder) the longest one does not start last and hold up the
+run's end."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+# Each pytest-xdist worker keeps numba's compiled kernels in its own cache: numba's on-disk
+# cache is not safe for two processes saving entries of one function at once (a fresh clone's
+# first run compiles everything). Set before any test module imports numba.
+if _worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(
+        Path(__file__).resolve().parents[1] / ".pytest_cache" / "numba" / _worker))
 
 # Measured with `pytest --durations=0` (serial, seconds): formats 355, faults 134, scrub 93.
 LONGEST_FIRST = ("pipeline/test_formats.py", "pipeline/test_faults.py", "pipeline/test_scrub.py")

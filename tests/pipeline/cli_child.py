@@ -3,11 +3,21 @@
 The crash tests kill ~40 jobs with SIGKILL; a fresh interpreter spent ~2 s of each importing
 pyarrow, polars, numba and typer before the job began. This module, run as a server, imports
 them once, then forks one child per command: the same command in its own process, killed
-alike, started in milliseconds. The server is single-threaded, so forking it is safe."""
+alike, started in milliseconds. What a fork cannot give, `fresh=True` runs as before, through
+the real executable's entry point: its allocator setting (made before pyarrow loads) and the
+interpreter's own exit, which a forked child skips (it leaves with os._exit once the command
+returns its status).
+
+The server runs no Python thread and no engine work; the native threads its imports start
+(jemalloc's, OpenBLAS's, an idle Polars cleaner, DuckDB's default connection's scheduler) are
+fork-safe or unused by the child. Should a child ever hang on an inherited lock, it is killed
+and the test fails after `timeout`, naming the command."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import ctypes
 import functools
 import json
 import os
@@ -15,6 +25,8 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from itertools import count
@@ -32,13 +44,21 @@ class Ended:
     stderr: str  # stdout and stderr, interleaved
 
 
+def _die_with_server() -> None:
+    """Linux: SIGKILL when the (single-threaded) server ends, so that no job outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _run_child(request: dict) -> None:
-    """In the forked child: a fresh foreground process's signals, output to a file, the
-    command, exit with its status. Never returns."""
+    """In the forked child: a fresh foreground process's signals and the caller's whole
+    environment, output to a file, the command, exit with its status. Never returns."""
     code = 1
     try:
+        _die_with_server()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.environ.clear()
         os.environ.update(request["env"])
         null = os.open(os.devnull, os.O_RDONLY)
         out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -61,9 +81,11 @@ def _run_child(request: dict) -> None:
 
 
 def serve() -> None:
-    """One JSON request per line on stdin; replies with the child's pid, then its status."""
+    """One JSON request per line on stdin; replies with the child's pid, then its status.
+    Ends at the end of its input; a job running when the test process is gone is killed."""
     import importlib
 
+    parent = os.getppid()
     for name in PRELOAD:
         importlib.import_module(name)
     for line in sys.stdin:
@@ -71,41 +93,96 @@ def serve() -> None:
         if pid == 0:
             _run_child(json.loads(line))
         print(json.dumps({"pid": pid}), flush=True)
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
+        while not (ended := os.waitpid(pid, os.WNOHANG))[0]:
+            if os.getppid() != parent:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.005)
+        print(json.dumps({"returncode": os.waitstatus_to_exitcode(ended[1])}), flush=True)
+
+
+class _Server:
+    """The server process and the replies read from it (its own buffer, so that a reply
+    already read from the pipe is never waited for on the pipe)."""
+
+    def __init__(self) -> None:
+        # its own errors (an import that fails) go to a file named when it ends
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open while the server runs
+            prefix="voicescrub-cli-server-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.pipeline.cli_child"],
+                                     cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log)
+        self.buffer = b""
+        atexit.register(self.close)
+
+    def ask(self, request: dict) -> None:
+        self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def reply(self, timeout: float | None) -> dict:
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buffer:
+            if timeout is not None and not select.select([fd], [], [], timeout)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError(f"the CLI server ended (status {self.proc.poll()}); "
+                                   f"its errors: {self.log.name}")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self) -> None:
+        """End of input, then the server ends once its child (if any) has."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+        self.log.close()
+        if self.proc.returncode == 0:
+            os.unlink(self.log.name)
 
 
 @functools.cache
-def _server() -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.pipeline.cli_child"], cwd=REPO,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    atexit.register(proc.kill)
-    return proc
+def _server() -> _Server:
+    return _Server()
 
 
-def _reply(proc: subprocess.Popen, timeout: float | None) -> dict:
-    if timeout is not None and not select.select([proc.stdout], [], [], timeout)[0]:
-        raise TimeoutError
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError(f"the CLI server ended (status {proc.poll()})")
-    return json.loads(line)
+def _fresh(args: list[str], env: dict[str, str], timeout: float) -> Ended:
+    """Through the real executable's entry point, in a new interpreter."""
+    proc = subprocess.run([sys.executable, "-c", "from pipeline.entry import main; main()",
+                           *args], cwd=REPO, env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=timeout)
+    return Ended(proc.returncode, proc.stdout + proc.stderr)
 
 
-def run_cli(args: list[str], env: dict[str, str], scratch: Path,
-            timeout: float = 600) -> Ended:
-    """`voicescrub ARGS` with ENV added, in its own process; its output is kept in SCRATCH."""
-    proc = _server()
+def run_cli(args: list[str], env: dict[str, str], scratch: Path, timeout: float = 180,
+            fresh: bool = False) -> Ended:
+    """`voicescrub ARGS` with ENV added to this process's environment, in its own process;
+    its output is kept in SCRATCH."""
+    if fresh:
+        return _fresh(args, env, timeout)
+    server = _server()
     output = scratch / f"cli-{os.getpid()}-{next(_calls)}.out"
-    proc.stdin.write(json.dumps({"args": list(args), "env": env, "output": str(output)}) + "\n")
-    proc.stdin.flush()
-    pid = _reply(proc, 120)["pid"]
+    server.ask({"args": list(args), "env": {**os.environ, **env}, "output": str(output)})
+    pid = None
     try:
-        returncode = _reply(proc, timeout)["returncode"]
-    except TimeoutError:
-        os.kill(pid, signal.SIGKILL)
-        _reply(proc, None)
-        raise TimeoutError(f"voicescrub {' '.join(args)} ran over {timeout} s") from None
+        pid = server.reply(120)["pid"]
+        returncode = server.reply(timeout)["returncode"]
+    except BaseException as e:
+        # whatever stopped the wait (a timeout, Ctrl-C): the child goes, and its status is
+        # read, so that the next command's replies are its own
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            server.reply(30)
+        except BaseException:  # noqa: BLE001 - out of step: the next command starts a new one
+            server.close()
+            _server.cache_clear()
+        if isinstance(e, TimeoutError):
+            raise TimeoutError(f"voicescrub {' '.join(args)} ran over {timeout} s") from None
+        raise
     return Ended(returncode, output.read_text(errors="replace") if output.exists() else "")
 
 

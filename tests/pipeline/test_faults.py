@@ -11,7 +11,7 @@ import pytest
 from pipeline.intake import parse_ids
 from pipeline.lake import Lake
 from pipeline.scrub import run_scrub
-from tests.pipeline.cli_child import run_cli
+from tests.pipeline.cli_child import Ended, run_cli
 from tests.pipeline.conftest import lake_digest, snapshot
 
 IDS = "2,3,5,7,11,13,17,19,23"
@@ -34,7 +34,7 @@ TWICE = [(("after_rename", 3), ("before_rewrite", 2)), (("mid_write", 5), ("mid_
 FRESH = {("mid_write", 3), ("after_rename", 3)}
 
 
-def scrub(lake: Path, crash_at: str, fresh: bool = False):  # noqa: ANN201
+def scrub(lake: Path, crash_at: str, fresh: bool = False) -> Ended:
     """The job, in its own process, stopped by VOICESCRUB_CRASH_AT."""
     return run_cli(["scrub", "--lake", str(lake), "--ids", IDS, "--strategy", "arrow",
                     "--workers", "2"], {"VOICESCRUB_CRASH_AT": crash_at}, lake.parent,

@@ -45,6 +45,15 @@ def bucket_src(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield from _shared(_make(tmp_path_factory, "bucket", buckets=8))
 
 
+@pytest.fixture(scope="session")
+def format_src(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The table-format tests' lake: two regions, two days (8 files per fact table, not 36).
+    The formats' engines cost per file (pyiceberg's delete: files × ids); what those tests
+    check does not depend on the count."""
+    yield from _shared(_make(tmp_path_factory, "date", days=2,
+                             regions=("us-east-1", "eu-central-1")))
+
+
 def snapshot(src: Path, dst: Path) -> Path:
     """A hard-linked copy: free, and safe because a scrub never writes into an existing file
     (a test in test_scrub asserts the source's inodes are untouched)."""

@@ -72,39 +72,47 @@ def _request(ids: list[int]) -> ErasureRequest:
 
 
 @pytest.fixture(scope="module")
-def n_customers(date_src: Path) -> int:
-    return json.loads((date_src / "_lake.json").read_text())["config"]["n_customers"]
+def n_customers(format_src: Path) -> int:
+    return json.loads((format_src / "_lake.json").read_text())["config"]["n_customers"]
 
 
 @pytest.fixture(scope="module")
-def converted(date_src: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each format converted once (read-only: tests that erase work on a fresh copy)."""
+def converted(format_src: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each format converted once (read-only: tests that erase work on a fresh copy), and
+    Iceberg once more at the path its fresh copies are restored to (see fresh)."""
     root = tmp_path_factory.mktemp("converted")
-    return {fmt: convert(Lake.open(date_src), fmt, root / fmt).root for fmt in FORMATS}
+    out = {fmt: convert(Lake.open(format_src), fmt, root / fmt).root for fmt in FORMATS}
+    work = convert(Lake.open(format_src), "iceberg", root / "iceberg-work").root
+    out["iceberg-work"], out["iceberg-pristine"] = work, root / "iceberg-pristine"
+    shutil.copytree(work, out["iceberg-pristine"])
+    return out
 
 
-def fresh(fmt: str, converted: dict[str, Path], date_src: Path, dst: Path) -> FormatLake:
+def fresh(fmt: str, converted: dict[str, Path], format_src: Path, dst: Path) -> FormatLake:
     """A format lake to erase from: a copy of the converted one where the format allows it
-    (Delta's paths are relative, DuckLake's data path is overridden on attach); Iceberg's
-    metadata holds absolute paths, so it is converted again."""
-    import shutil
-
+    (Delta's paths are relative, DuckLake's data path is overridden on attach). Iceberg's
+    metadata and catalog hold absolute paths: its pristine copy is restored where it was
+    converted (one at a time: a file's tests run in one process, one after the other), and
+    `dst` is not used (read the lake's root from the returned lake)."""
     if fmt == "iceberg":
-        return convert(Lake.open(date_src), fmt, dst)
+        work = converted["iceberg-work"]
+        shutil.rmtree(work)
+        shutil.copytree(converted["iceberg-pristine"], work)
+        return FormatLake.open(work)
     shutil.copytree(converted[fmt], dst)
     return FormatLake.open(dst)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_convert_keeps_every_row(fmt: str, date_src: Path, converted: dict[str, Path]) -> None:
-    src = Lake.open(date_src)
+def test_convert_keeps_every_row(fmt: str, format_src: Path, converted: dict[str, Path]) -> None:
+    src = Lake.open(format_src)
     flake = FormatLake.open(converted[fmt])
     f = get(fmt)
     for table in src.manifest["tables"]:
         files = src.files(table)
         want = sum(x.rows for x in files)
         assert f.row_count(flake, table) == want, table
-        ids = pa.chunked_array([pq.read_table(date_src / x.path, columns=[
+        ids = pa.chunked_array([pq.read_table(format_src / x.path, columns=[
             src.manifest["tables"][table]["keys"][0]]).column(0) for x in files])
         got = pa.chunked_array([b.column(0) for b in f.scan(
             flake, table, [src.manifest["tables"][table]["keys"][0]])])
@@ -116,11 +124,11 @@ def test_convert_keeps_every_row(fmt: str, date_src: Path, converted: dict[str, 
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_two_steps_logical_then_physical(fmt: str, date_src: Path, tmp_path: Path,
+def test_two_steps_logical_then_physical(fmt: str, format_src: Path, tmp_path: Path,
                                          n_customers: int, converted: dict[str, Path]) -> None:
     """Customer 1 holds the smallest id of its region's customers file, so every format's
     metadata (log stats, manifest bounds, catalog stats) names it until the purge."""
-    flake = fresh(fmt, converted, date_src, tmp_path / fmt)
+    flake = fresh(fmt, converted, format_src, tmp_path / fmt)
     ids = [1, 2, n_customers // 2, n_customers + 5]  # the last one is in no table
     keys = resolve_format_keys(flake, get(fmt), np.array(ids, np.int64))
     before = kept_checksums(flake, keys)
@@ -160,18 +168,18 @@ def test_two_steps_logical_then_physical(fmt: str, date_src: Path, tmp_path: Pat
 @settings(max_examples=2, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_scrub_random_customers(fmt: str, date_src: Path, tmp_path_factory: pytest.TempPathFactory,
-                                n_customers: int, converted: dict[str, Path],
-                                data: st.DataObject) -> None:
+def test_scrub_random_customers(fmt: str, format_src: Path,
+                                tmp_path_factory: pytest.TempPathFactory, n_customers: int,
+                                converted: dict[str, Path], data: st.DataObject) -> None:
     ids = data.draw(st.lists(st.integers(1, n_customers + 20), min_size=1, max_size=12))
     root = tmp_path_factory.mktemp(f"fmt-{fmt}") / fmt
-    flake = fresh(fmt, converted, date_src, root)
+    flake = fresh(fmt, converted, format_src, root)
     keys = resolve_format_keys(flake, get(fmt), np.unique(np.array(ids, np.int64)))
     before = kept_checksums(flake, keys)
     receipt, _ = run_format_scrub(flake, _request(ids), fmt)  # both steps
     assert receipt["physical"]["verification"]["passed"]
     assert kept_checksums(flake, None) == before
-    assert run_audit(Lake.open(root), np.array(sorted(set(ids))), names=False).clean
+    assert run_audit(Lake.open(flake.root), np.array(sorted(set(ids))), names=False).clean
     # the room check's bound is the files the format did rewrite, no more, no fewer
     step = "logical" if get(fmt).delete_rewrites else "physical"
     removed = sum(t.get("files_removed", 0) for t in receipt[step]["tables"].values())
@@ -179,10 +187,10 @@ def test_scrub_random_customers(fmt: str, date_src: Path, tmp_path_factory: pyte
 
 
 def test_the_room_bound_follows_a_lineage_with_two_keys_on_a_table(
-        date_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+        format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
     """Each rule of a table is its own DELETE: a second one rewrites a file only if rows are
     left for it (here none: a customer's recordings are on their own devices)."""
-    flake = fresh("delta", converted, date_src, tmp_path / "delta")
+    flake = fresh("delta", converted, format_src, tmp_path / "delta")
     manifest = json.loads((flake.root / "_lake.json").read_text())
     manifest["lineage"]["tables"]["recordings"]["device_id"] = "device_id"
     (flake.root / "_lake.json").write_text(json.dumps(manifest))
@@ -201,12 +209,12 @@ def test_the_room_bound_follows_a_lineage_with_two_keys_on_a_table(
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_no_room_for_the_rewrites_is_refused_before_anything_is_written(
-        fmt: str, date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        fmt: str, format_src: Path, tmp_path: Path, converted: dict[str, Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline import room
     from pipeline.format_scrub import files_holding_keys
 
-    flake = fresh(fmt, converted, date_src, tmp_path / fmt)
+    flake = fresh(fmt, converted, format_src, tmp_path / fmt)
     ids = [3, 4, 5]
     keys = resolve_format_keys(flake, get(fmt), np.array(ids, np.int64))
     held = files_holding_keys(flake, get(fmt), keys)
@@ -246,19 +254,19 @@ def test_no_room_for_the_rewrites_is_refused_before_anything_is_written(
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_views_read_the_format(fmt: str, date_src: Path, converted: dict[str, Path]) -> None:
+def test_views_read_the_format(fmt: str, format_src: Path, converted: dict[str, Path]) -> None:
     from queries.named import run_named
     from queries.views import connect
 
     flake = FormatLake.open(converted[fmt])
-    want = run_named(connect(date_src), "region_volume", {}).fetchall()
+    want = run_named(connect(format_src), "region_volume", {}).fetchall()
     got = run_named(connect(flake.root), "region_volume", {}).fetchall()
     assert sorted(got) == sorted(want)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_named_query_after_a_delete_matches_the_parquet_lake(
-        fmt: str, date_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+        fmt: str, format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
     """After the format's DELETE (whose rewritten files may type strings differently: Delta
     writes string_view), every named query reads the format's snapshot and answers as on the
     Parquet lake scrubbed of the same customers."""
@@ -266,9 +274,9 @@ def test_every_named_query_after_a_delete_matches_the_parquet_lake(
     from queries.views import connect
 
     ids = [7, 8]
-    parquet = snapshot(date_src, tmp_path / "parquet")
+    parquet = snapshot(format_src, tmp_path / "parquet")
     run_scrub(Lake.open(parquet), parse_ids("7,8"), "arrow", workers=1)
-    flake = fresh(fmt, converted, date_src, tmp_path / fmt)
+    flake = fresh(fmt, converted, format_src, tmp_path / fmt)
     run_format_scrub(flake, _request(ids), fmt, logical_only=True)
     want_con, got_con = connect(parquet), connect(flake.root)
     # a kept customer with skill links, so that every query has rows to compare
@@ -284,11 +292,11 @@ def test_every_named_query_after_a_delete_matches_the_parquet_lake(
         assert want, q.name  # a comparison of something
 
 
-def test_a_plain_rerun_of_a_logical_only_job_purges(date_src: Path, tmp_path: Path,
+def test_a_plain_rerun_of_a_logical_only_job_purges(format_src: Path, tmp_path: Path,
                                                     converted: dict[str, Path]) -> None:
     """A request done with --logical-only, asked again without it (both steps): nothing is
     left to delete, but the purge it waits for runs; asked once more, nothing to do."""
-    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
     args = ["scrub", "--lake", str(flake.root), "--strategy", "ducklake", "--ids", "7,8"]
     assert runner.invoke(app, [*args, "--logical-only"]).exit_code == 0
     assert not run_audit(Lake.open(flake.root), np.array([7, 8]), names=False).clean
@@ -306,33 +314,33 @@ def test_a_plain_rerun_of_a_logical_only_job_purges(date_src: Path, tmp_path: Pa
 
 
 def test_delta_views_take_partitions_from_the_log_not_the_path(
-        date_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+        format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
     """A lake under directories named like partitions (`region=zz`, `origin=x`) and with a
     space in its path: the views still read every row with its own region and origin."""
     from queries.named import run_named
     from queries.views import connect
 
-    flake = fresh("delta", converted, date_src, tmp_path / "a b" / "region=zz" / "origin=x" / "d")
-    want = run_named(connect(date_src), "region_volume", {}).fetchall()
+    flake = fresh("delta", converted, format_src, tmp_path / "a b" / "region=zz" / "origin=x" / "d")
+    want = run_named(connect(format_src), "region_volume", {}).fetchall()
     got = run_named(connect(flake.root), "region_volume", {}).fetchall()
     assert sorted(got) == sorted(want) and want
 
 
-def test_cli_refusals(date_src: Path, tmp_path: Path) -> None:
-    r = runner.invoke(app, ["scrub", "--lake", str(date_src), "--strategy", "delta",
+def test_cli_refusals(format_src: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["scrub", "--lake", str(format_src), "--strategy", "delta",
                             "--ids", "1"])
     assert r.exit_code == 2 and "voicescrub convert" in r.output
-    r = runner.invoke(app, ["scrub", "--lake", str(date_src), "--strategy", "arrow",
+    r = runner.invoke(app, ["scrub", "--lake", str(format_src), "--strategy", "arrow",
                             "--ids", "1", "--logical-only"])
     assert r.exit_code == 2 and "logical" in r.output
-    r = runner.invoke(app, ["purge", "--lake", str(date_src), "--strategy", "delta"])
+    r = runner.invoke(app, ["purge", "--lake", str(format_src), "--strategy", "delta"])
     assert r.exit_code == 2
-    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "hudi",
+    r = runner.invoke(app, ["convert", "--lake", str(format_src), "--to", "hudi",
                             "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "delta" in r.output
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "f").write_text("x")
-    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "delta",
+    r = runner.invoke(app, ["convert", "--lake", str(format_src), "--to", "delta",
                             "--out", str(tmp_path / "busy")])
     assert r.exit_code == 2 and "--force" in r.output
     assert (tmp_path / "busy" / "f").read_text() == "x"
@@ -365,7 +373,7 @@ class _EngineError(Exception):
     (SystemExit(143), 143, "interrupted: the partial lake was removed"),
 ])
 def test_convert_stopped_midway_leaves_no_partial_lake(
-        date_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        format_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         error: BaseException, code: int, says: str) -> None:
     """A full disk or Ctrl-C during a conversion: one line, and no partial format lake (a
     lake replaced with --force leaves its directory empty: the same code as generate)."""
@@ -381,7 +389,7 @@ def test_convert_stopped_midway_leaves_no_partial_lake(
 
     monkeypatch.setattr(convert_module, "table_batches", batches)
     out = tmp_path / "dl"
-    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "ducklake",
+    r = runner.invoke(app, ["convert", "--lake", str(format_src), "--to", "ducklake",
                             "--out", str(out)])
     assert r.exit_code == code, r.output
     assert says in " ".join(r.output.split()) and "Traceback" not in r.output
@@ -391,11 +399,11 @@ def test_convert_stopped_midway_leaves_no_partial_lake(
 
 
 def test_a_full_disk_during_a_format_delete_is_one_line_and_the_command_finishes(
-        date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        format_src: Path, tmp_path: Path, converted: dict[str, Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     fmt = get("ducklake")
     cls = type(fmt)
-    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
     real, calls = cls.delete, []
 
     def delete(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
@@ -423,7 +431,7 @@ def _parquet_files(root: Path) -> set[Path]:
 
 
 def test_a_failed_commit_leaves_none_of_the_files_it_wrote(
-        date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        format_src: Path, tmp_path: Path, converted: dict[str, Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """pyiceberg writes a DELETE's new data files, then commits: a commit that fails (here,
     the catalog's, as a full disk would) leaves files no snapshot reads. They are removed at
@@ -432,7 +440,7 @@ def test_a_failed_commit_leaves_none_of_the_files_it_wrote(
 
     from pyiceberg.catalog.sql import SqlCatalog
 
-    flake = fresh("iceberg", converted, date_src, tmp_path / "ice")
+    flake = fresh("iceberg", converted, format_src, tmp_path / "ice")
     before = _parquet_files(flake.root)
     written: list[int] = []
 
@@ -452,11 +460,11 @@ def test_a_failed_commit_leaves_none_of_the_files_it_wrote(
 
 
 def test_a_file_a_commit_made_live_is_never_removed(
-        date_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+        format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
     """A failure after the commit (the DELETE's files are live) removes nothing."""
     from pipeline.formats.orphans import remove_orphans
 
-    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
     fmt = get("ducklake")
     before = _parquet_files(flake.root)
     table = "transcripts"
@@ -473,14 +481,14 @@ def test_a_file_a_commit_made_live_is_never_removed(
 
 
 def test_a_stopped_delta_purge_keeps_the_checkpoint_it_wrote(
-        date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        format_src: Path, tmp_path: Path, converted: dict[str, Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Delta's checkpoints are Parquet files under the table, read by nothing that lists data
     files: the sweep after a failure must leave them (without one, a table whose old commits
     the purge cleaned up cannot be opened)."""
     from deltalake import DeltaTable
 
-    flake = fresh("delta", converted, date_src, tmp_path / "d")
+    flake = fresh("delta", converted, format_src, tmp_path / "d")
     scrub = ["scrub", "--lake", str(flake.root), "--strategy", "delta", "--ids", "3,4",
              "--logical-only"]
     assert runner.invoke(app, scrub).exit_code == 0
@@ -500,9 +508,9 @@ def test_a_stopped_delta_purge_keeps_the_checkpoint_it_wrote(
     assert run_audit(Lake.open(flake.root), np.array([3, 4]), names=False).clean
 
 
-def test_cli_two_steps(date_src: Path, tmp_path: Path) -> None:
+def test_cli_two_steps(format_src: Path, tmp_path: Path) -> None:
     out = tmp_path / "dl"
-    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "ducklake",
+    r = runner.invoke(app, ["convert", "--lake", str(format_src), "--to", "ducklake",
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "9 tables" in r.output
@@ -522,7 +530,7 @@ def test_cli_two_steps(date_src: Path, tmp_path: Path) -> None:
     assert all(name in r.output for name in ("arrow", "delta", "iceberg", "ducklake"))
 
 
-def test_delta_large_key_sets_go_through_merge(date_src: Path, tmp_path: Path,
+def test_delta_large_key_sets_go_through_merge(format_src: Path, tmp_path: Path,
                                                converted: dict[str, Path],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Past IN_LIST_MAX keys the DELETE is a MERGE of the key table (an IN list of 10,000s
@@ -530,7 +538,7 @@ def test_delta_large_key_sets_go_through_merge(date_src: Path, tmp_path: Path,
     import pipeline.formats.delta as delta
 
     monkeypatch.setattr(delta, "IN_LIST_MAX", 2)
-    flake = fresh("delta", converted, date_src, tmp_path / "delta")
+    flake = fresh("delta", converted, format_src, tmp_path / "delta")
     ids = [4, 5, 6]
     keys = resolve_format_keys(flake, get("delta"), np.array(ids, np.int64))
     before = kept_checksums(flake, keys)
@@ -543,14 +551,14 @@ def test_delta_large_key_sets_go_through_merge(date_src: Path, tmp_path: Path,
 
 
 # --- a format lake where it is not: copies, relative --out, --force --------------------------
-def test_copied_iceberg_lake_is_refused_and_neither_lake_is_touched(date_src: Path,
-                                                                    tmp_path: Path) -> None:
+def test_copied_iceberg_lake_is_refused_and_neither_lake_is_touched(
+        tmp_path: Path, converted: dict[str, Path]) -> None:
     """Iceberg's metadata names files by absolute path: a copy's scrub or purge would erase
     the original's files and leave its own. Every command refuses it (exit 2), nothing
     changes on either side, and the original still answers queries."""
     from queries.views import connect
 
-    original = convert(Lake.open(date_src), "iceberg", tmp_path / "k_iceberg").root
+    original = converted["iceberg"]  # read-only: nothing may change it (asserted below)
     copy = Path(shutil.copytree(original, tmp_path / "k2_iceberg"))
     before = {original: lake_digest(original), copy: lake_digest(copy)}
     for args in (["scrub", "--strategy", "iceberg", "--ids", "7"],
@@ -573,9 +581,9 @@ def test_copied_iceberg_lake_is_refused_and_neither_lake_is_touched(date_src: Pa
 
 
 def test_iceberg_converted_to_a_relative_out_works_from_anywhere(
-        date_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        format_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    r = runner.invoke(app, ["convert", "--lake", str(date_src), "--to", "iceberg",
+    r = runner.invoke(app, ["convert", "--lake", str(format_src), "--to", "iceberg",
                             "--out", "rel_iceberg"])
     assert r.exit_code == 0, r.output
     (tmp_path / "elsewhere").mkdir()
@@ -585,7 +593,7 @@ def test_iceberg_converted_to_a_relative_out_works_from_anywhere(
         assert get("iceberg").row_count(flake, table) == flake.table(table)["rows_stored"]
 
 
-def test_convert_force_replaces_only_a_previous_lake(date_src: Path, tmp_path: Path) -> None:
+def test_convert_force_replaces_only_a_previous_lake(format_src: Path, tmp_path: Path) -> None:
     def convert_cli(src: Path, out: Path):  # noqa: ANN202
         return runner.invoke(app, ["convert", "--lake", str(src), "--to", "delta", "--out",
                                    str(out), "--force"])
@@ -593,12 +601,12 @@ def test_convert_force_replaces_only_a_previous_lake(date_src: Path, tmp_path: P
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "precious.txt").write_text("mine")
-    r = convert_cli(date_src, busy)
+    r = convert_cli(format_src, busy)
     assert r.exit_code == 2 and "holds no lake" in r.output, r.output
     assert [p.name for p in busy.iterdir()] == ["precious.txt"]
     # a previous lake that holds the source, and an --out inside the source
     outer = tmp_path / "outer"
-    src = snapshot(date_src, outer / "src")
+    src = snapshot(format_src, outer / "src")
     (outer / "_lake.json").write_text("{}")
     digest = lake_digest(outer)
     for out in (outer, src / "new"):
@@ -608,7 +616,7 @@ def test_convert_force_replaces_only_a_previous_lake(date_src: Path, tmp_path: P
     previous = tmp_path / "previous"  # a previous lake (and only its own files) is replaced
     previous.mkdir()
     (previous / "_lake.json").write_text("{}")
-    r = convert_cli(date_src, previous)
+    r = convert_cli(format_src, previous)
     assert r.exit_code == 0, r.output
     assert json.loads((previous / "_lake.json").read_text())["format"] == "delta"
 
@@ -622,13 +630,13 @@ def _failing(step):  # noqa: ANN001, ANN202
 
 
 def test_a_failed_verification_still_writes_the_receipt_and_its_copy(
-        date_src: Path, tmp_path: Path, converted: dict[str, Path],
+        format_src: Path, tmp_path: Path, converted: dict[str, Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A step that fails verification exits 1 naming its receipt, written in the lake and to
     --receipt with the failure in it; a failed purge leaves its jobs waiting for the next."""
     import pipeline.format_scrub as fs
 
-    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
     lake, copy = str(flake.root), tmp_path / "r.json"
     scrub = ["scrub", "--lake", lake, "--strategy", "ducklake", "--receipt", str(copy)]
     with monkeypatch.context() as m:
@@ -666,10 +674,10 @@ def test_a_failed_verification_still_writes_the_receipt_and_its_copy(
 
 
 def test_a_scrub_with_both_steps_finishes_the_jobs_waiting_for_a_purge(
-        date_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+        format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
     """Its purge rewrites what earlier --logical-only jobs left, so it finishes them: they
     leave the pending list and their receipts say physically deleted, purged by this job."""
-    flake = fresh("ducklake", converted, date_src, tmp_path / "dl")
+    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
     run_format_scrub(flake, _request([7]), "ducklake", logical_only=True)
     receipt, _ = run_format_scrub(flake, _request([8]), "ducklake")
     import pipeline.format_scrub as fs
@@ -684,13 +692,13 @@ def test_a_scrub_with_both_steps_finishes_the_jobs_waiting_for_a_purge(
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_bytes_on_disk_in_the_receipt_are_what_the_disk_holds(fmt: str, date_src: Path,
+def test_bytes_on_disk_in_the_receipt_are_what_the_disk_holds(fmt: str, format_src: Path,
                                                               tmp_path: Path,
                                                               converted: dict[str, Path]
                                                               ) -> None:
     """DuckLake's catalog grew after the logical step's measure (the receipt said ~4 % less
     than the disk held once the command ended)."""
-    flake = fresh(fmt, converted, date_src, tmp_path / fmt)
+    flake = fresh(fmt, converted, format_src, tmp_path / fmt)
     receipt, _ = run_format_scrub(flake, _request([5]), fmt, logical_only=True)
     get(fmt).release(flake)
     on_disk = sum(p.stat().st_size for p in flake.root.rglob("*") if p.is_file()

@@ -23,6 +23,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pipeline.kernels  # numba's loops compiled into its cache, once
 	@touch $@
 
 # One worker per core (pytest-xdist), a whole test file per worker (a file's module-scoped

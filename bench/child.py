@@ -115,11 +115,9 @@ def main() -> None:
     lake = Lake.open(Path(spec["lake"]))
     runner = KINDS[spec["kind"]]
     # Imports and compiled loops are process start-up, not work: done before "ready".
-    from pipeline import dictionary, plan, rowhash, scrub  # noqa: F401
+    from pipeline import kernels, scrub  # noqa: F401
 
-    rowhash.warm_up()
-    plan.warm_up()
-    dictionary.warm_up()
+    kernels.ready()
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return

@@ -31,7 +31,7 @@ keep_freed_pages()  # as the scrub command does, before pyarrow loads (below)
 import numpy as np  # noqa: E402
 
 from bench.harness import pick_ids, snapshot  # noqa: E402
-from pipeline import dictionary, journal, plan, rowhash, scrub  # noqa: E402
+from pipeline import journal, kernels, plan, scrub  # noqa: E402
 from pipeline.intake import ErasureRequest  # noqa: E402
 from pipeline.lake import Lake  # noqa: E402
 from pipeline.strategies import base, cow_arrow  # noqa: E402
@@ -85,9 +85,7 @@ class Account:
 def account_scrub(lake_dir: Path, ids: list[int], strategy: str, workers: int,
                   work_dir: Path) -> dict:
     """Run one job on a snapshot of `lake_dir` with the steps timed; returns the account."""
-    rowhash.warm_up()
-    plan.warm_up()
-    dictionary.warm_up()
+    kernels.ready()
     snap = snapshot(lake_dir, work_dir / "cpu-account-snapshot")
     account = Account()
     try:

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import thrift_compact as thrift
+from pipeline.kernels import cached_njit
 
 # XXH64's rotation and final avalanche, which the row checksum's hash uses too
 from pipeline.rowhash import _fmix as _avalanche
@@ -46,8 +47,6 @@ SALT = np.array([0x47B6137B, 0x44974D91, 0x8824AD5B, 0xA2B7289D,
 BLOCK_BYTES = 32
 MAX_FILTER_BYTES = 128 << 20  # what parquet-mr and Arrow write at most
 HEADER_PROBE = 64  # bytes read for a header when the footer does not give the filter's length
-
-_JIT = {"nogil": True, "cache": True}
 
 
 class BloomError(thrift.CompactError):
@@ -71,7 +70,7 @@ def _le(data, pos, n):
     return v
 
 
-@nb.njit(**_JIT)
+@cached_njit
 def xxh64_u64(values):
     """XXH64 (seed 0) of each value's 8 little-endian bytes (INT64's PLAIN encoding)."""
     out = np.empty(values.shape[0], np.uint64)
@@ -83,7 +82,7 @@ def xxh64_u64(values):
     return out
 
 
-@nb.njit(**_JIT)
+@cached_njit
 def xxh64_u32(values):
     """XXH64 (seed 0) of each value's 4 little-endian bytes (INT32's PLAIN encoding)."""
     out = np.empty(values.shape[0], np.uint64)
@@ -95,7 +94,7 @@ def xxh64_u32(values):
     return out
 
 
-@nb.njit(**_JIT)
+@cached_njit
 def xxh64_binary(data, offsets):
     """XXH64 (seed 0) of data[offsets[i]:offsets[i + 1]] for each i (BYTE_ARRAY values)."""
     n_values = offsets.shape[0] - 1
@@ -261,7 +260,7 @@ def bitset_of(buf: bytes | memoryview, length: int | None) -> np.ndarray:
     return words if words.flags.aligned else words.copy()
 
 
-@nb.njit(**_JIT)
+@cached_njit
 def _check(words, hashes, stop_at_first):
     """Which hashes the filter may hold; with stop_at_first, only whether any (out[0])."""
     z = np.uint64(words.shape[0] // 8)

@@ -10,14 +10,15 @@ So the shared writer drops such entries (`without_unused_entries`), and the audi
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
+
+from pipeline.kernels import cached_njit
 
 _NO_NULLS = np.zeros(0, np.uint8)
 
 
-@nb.njit(nogil=True, cache=True)
+@cached_njit
 def _mark_used(indices, valid, offset, n, used):
     """Mark the entries rows offset..offset+n use; stop once every entry is (a small
     dictionary is usually complete within a few hundred rows, so most calls read only those)."""

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 from generators.population import bucket_of_ints, bucket_of_strings
 from pipeline import bloom
 from pipeline.damage import UnreadableFile, UnreadableFiles, as_damage
+from pipeline.kernels import cached_njit
 from pipeline.lake import DataFile, Lake, open_parquet
 from pipeline.signals import raise_stop, stop_requests
 
@@ -123,7 +123,7 @@ def warm_up() -> None:
     bloom.warm_up()
 
 
-@nb.njit(nogil=True, cache=True)
+@cached_njit
 def _contains(values, bitmap, shift, keys):
     """One pass: the bitmap rejects almost every non-key; a candidate is confirmed by binary
     search in the sorted keys. Compiled, and without the GIL, so planning threads overlap."""

@@ -30,6 +30,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from pipeline.kernels import cached_njit
+
 METHOD = "voicescrub-rowhash-1"
 
 _P1 = np.uint64(0x9E3779B185EBCA87)
@@ -39,7 +41,6 @@ _P4 = np.uint64(0x27D4EB2F165667C5)
 _NULL = np.uint64(0x6A09E667F3BCC909)
 _MASK64 = (1 << 64) - 1
 _NO_NULLS = np.zeros(0, np.uint8)
-_JIT = {"nogil": True, "cache": True}
 
 
 @intrinsic
@@ -141,7 +142,7 @@ def _fold_null(acc):
     return (_rotl(acc, 29) ^ _NULL) * _P3
 
 
-@nb.njit(**_JIT)
+@cached_njit
 def _fold_bytes(acc, offsets, data, valid, offset):
     for i in range(acc.shape[0]):
         j = i + offset
@@ -151,7 +152,7 @@ def _fold_bytes(acc, offsets, data, valid, offset):
             acc[i] = _fold(acc[i], _bytes_hash(data, np.intp(offsets[j]), np.intp(offsets[j + 1])))
 
 
-@nb.njit(**_JIT)
+@cached_njit
 def _fold_ints(acc, values, valid, offset):
     for i in range(acc.shape[0]):
         j = i + offset
@@ -161,7 +162,7 @@ def _fold_ints(acc, values, valid, offset):
             acc[i] = _fold(acc[i], np.uint64(np.int64(values[j])) * _P2)
 
 
-@nb.njit(**_JIT)
+@cached_njit
 def _fold_hashes(acc, indices, hashes, valid, offset, entry_null):
     """Dictionary-encoded values: the dictionary's hashes, gathered by index (a null entry of
     the dictionary folds like a null row)."""
@@ -177,7 +178,7 @@ def _fold_hashes(acc, indices, hashes, valid, offset, entry_null):
             acc[i] = _fold(acc[i], hashes[k])
 
 
-@nb.njit(**_JIT)
+@cached_njit
 def _hash_bytes_each(offsets, data, offset, n):
     out = np.empty(n, np.uint64)
     for i in range(n):
@@ -186,7 +187,7 @@ def _hash_bytes_each(offsets, data, offset, n):
     return out
 
 
-@nb.njit(**_JIT)
+@cached_njit
 def _finish(acc):
     total = np.uint64(0)
     for i in range(acc.shape[0]):

@@ -4,17 +4,10 @@ run's end."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-# Each pytest-xdist worker keeps numba's compiled kernels in its own cache: numba's on-disk
-# cache is not safe for two processes saving entries of one function at once (a fresh clone's
-# first run compiles everything). Set before any test module imports numba.
-if _worker := os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(
-        Path(__file__).resolve().parents[1] / ".pytest_cache" / "numba" / _worker))
+# The workers share numba's cache (`make setup` filled it): its loads and saves take a lock
+# (pipeline/kernels.py), so two workers compiling at once cannot corrupt it.
 
 # Measured with `pytest --durations=0` (serial, seconds): formats 355, faults 134, scrub 93.
 LONGEST_FIRST = ("pipeline/test_formats.py", "pipeline/test_faults.py", "pipeline/test_scrub.py")

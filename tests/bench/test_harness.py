@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from bench.floors import codec_floor, io_floor, remove_outputs, scan_floor
-from bench.harness import Child, Settings, median_round, pick_ids, snapshot, source_state
+from bench.harness import (
+    Child,
+    Settings,
+    lake_path,
+    median_round,
+    pick_ids,
+    snapshot,
+    source_state,
+)
 from bench.report import compare, load_rows, ratios, render, scenarios
 from pipeline.lake import Lake
 from tests.pipeline.conftest import lake_digest
@@ -69,6 +77,11 @@ def test_floors_measure_the_given_files_and_keep_them_until_removed(date_src: Pa
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROFILE", "quick")
+    quick = Settings.from_env()
+    assert quick.days == 7 and lake_path(quick, 0.01, "date").name == "sf0.01-date-seed42-days7"
+    monkeypatch.setenv("SF", "0.02")  # a scale asked for: the generator's default lake
+    assert lake_path(Settings.from_env(), 0.02, "date").name == "sf0.02-date-seed42"
     monkeypatch.setenv("PROFILE", "full")
     monkeypatch.setenv("SF", "0.5")
     monkeypatch.setenv("BATCHES", "10,20")

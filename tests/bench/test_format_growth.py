@@ -14,8 +14,8 @@ from pipeline.lake import Lake
 
 @pytest.mark.parametrize("fmt", ["delta", "ducklake"])
 def test_growth_compares_the_rewritten_files_with_the_counted_ones(
-        fmt: str, date_src: Path, tmp_path: Path) -> None:
-    root = convert(Lake.open(date_src), fmt, tmp_path / fmt).root
+        fmt: str, format_src: Path, tmp_path: Path) -> None:
+    root = convert(Lake.open(format_src), fmt, tmp_path / fmt).root
     out = measure(root, np.array([3, 4, 5], np.int64))
     assert out["format"] == fmt and out["files_counted"] > 3
     assert out["files_written"] > 0 and out["bytes_written"] > 0

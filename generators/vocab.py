@@ -1,13 +1,22 @@
 """Vocabularies built once per seed with Faker — never a Faker call per row.
 
 Rows pick from these lists by index; the lists are numpy object arrays so a gather is one call.
+A build takes 2–4 s of Faker calls, paid by every generator run and every audit (which
+recomputes what the generator gave its customers), so it is also kept on disk: a JSON file per
+seed, named by a hash of this module's source and Faker's version, so that either changing
+gives a new file ($VOICESCRUB_CACHE_DIR, else ~/.cache/voicescrub; set it empty for none).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+from dataclasses import dataclass, fields
 from functools import lru_cache
+from pathlib import Path
 
+import faker
 import numpy as np
 from faker import Faker
 
@@ -65,9 +74,62 @@ def _unique(gen, n: int, tries: int = 3) -> np.ndarray:
     return np.array(list(seen), dtype=object)
 
 
+def cache_file(seed: int, size: int, n_skills: int) -> Path | None:
+    """Where the vocabulary of these arguments is kept (None: no disk cache)."""
+    root = os.environ.get("VOICESCRUB_CACHE_DIR")
+    if root is None:
+        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                   / "voicescrub")
+    if not root:
+        return None
+    key = hashlib.sha256(Path(__file__).read_bytes() + faker.VERSION.encode()
+                         + f"|{seed}|{size}|{n_skills}".encode()).hexdigest()[:32]
+    return Path(root) / f"vocab-{key}.json"
+
+
+def _to_json(v: Vocab) -> str:
+    def plain(x: object) -> object:
+        return {k: plain(a) for k, a in x.items()} if isinstance(x, dict) else list(x)
+
+    return json.dumps({f.name: plain(getattr(v, f.name)) for f in fields(Vocab)})
+
+
+def _from_json(text: str) -> Vocab:
+    def arrays(x: object) -> object:
+        if isinstance(x, dict):
+            return {k: np.array(a, dtype=object) for k, a in x.items()}
+        return np.array(x, dtype=object)
+
+    d = json.loads(text)
+    return Vocab(**{f.name: arrays(d[f.name]) for f in fields(Vocab)})
+
+
 @lru_cache(maxsize=4)
 def build_vocab(seed: int, size: int = 1500, n_skills: int = 400) -> Vocab:
-    """Build every vocabulary for a seed. Takes about a second; cached per process."""
+    """Every vocabulary for a seed: from the disk cache, else built (and saved there); cached
+    per process too."""
+    path = cache_file(seed, size, n_skills)
+    if path is not None:
+        try:
+            return _from_json(path.read_text())
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing, unreadable or torn: built again below
+    vocab = _build_vocab(seed, size, n_skills)
+    if path is not None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:  # written whole or not at all (another process may be writing the same file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(_to_json(vocab))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home: the vocabulary is still right, only not kept
+        finally:
+            tmp.unlink(missing_ok=True)
+    return vocab
+
+
+def _build_vocab(seed: int, size: int, n_skills: int) -> Vocab:
+    """Build every vocabulary for a seed with Faker (2–4 s)."""
     first, last, streets, cities = {}, {}, {}, {}
     for i, loc in enumerate(sorted(set(REGION_LOCALES.values()))):
         fk = Faker(loc)

@@ -460,6 +460,11 @@ def render(results_dir: Path) -> Path:
     return report
 
 
+def _days(group: dict[str, Row]) -> int:
+    """Days of data in a scenario's lake (0 in the settings: the generator's default, 30)."""
+    return next(iter(group.values())).get("settings", {}).get("days") or 30
+
+
 def compare(a: Path, b: Path, threshold: float = 0.15) -> tuple[str, bool]:
     """Compare run B against run A: per scenario and strategy, the time and the ratio to the
     codec floor (robust to a noisier machine). A regression is a ratio that grew beyond
@@ -471,6 +476,11 @@ def compare(a: Path, b: Path, threshold: float = 0.15) -> tuple[str, bool]:
              "|---|---|---:|---:|---:|---:|---:|---|"]
     regressed = False
     for key in sorted(set(ra) & set(rb)):
+        da, db = _days(ra[key]), _days(rb[key])
+        if da != db:  # same sf, layout and batch, but not the same lake
+            lines.append(f"| sf{key[0]:g} {key[1]} b{key[2]} | not compared: lakes of "
+                         f"{da} and {db} days | | | | | | |")
+            continue
         qa, qb = ratios(ra[key]), ratios(rb[key])
         for name in sorted(set(qa) & set(qb)):
             # the paired floor when both runs have it: less exposed to the machine's drifts

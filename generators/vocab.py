@@ -3,8 +3,9 @@
 Rows pick from these lists by index; the lists are numpy object arrays so a gather is one call.
 A build takes 2–4 s of Faker calls, paid by every generator run and every audit (which
 recomputes what the generator gave its customers), so it is also kept on disk: a JSON file per
-seed, named by a hash of this module's source and Faker's version, so that either changing
-gives a new file ($VOICESCRUB_CACHE_DIR, else ~/.cache/voicescrub; set it empty for none).
+seed, named by a hash of this module's source (as imported), Faker's and Python's versions,
+so that any of them changing gives a new file ($VOICESCRUB_CACHE_DIR, else
+$XDG_CACHE_HOME/voicescrub or ~/.cache/voicescrub; set it empty for none).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -74,6 +76,11 @@ def _unique(gen, n: int, tries: int = 3) -> np.ndarray:
     return np.array(list(seen), dtype=object)
 
 
+# the code that builds a vocabulary, as this process runs it (read once, at import)
+_BUILDER = hashlib.sha256(Path(__file__).read_bytes() + f"|{faker.VERSION}|{sys.version_info[:2]}"
+                          .encode()).hexdigest()
+
+
 def cache_file(seed: int, size: int, n_skills: int) -> Path | None:
     """Where the vocabulary of these arguments is kept (None: no disk cache)."""
     root = os.environ.get("VOICESCRUB_CACHE_DIR")
@@ -82,8 +89,7 @@ def cache_file(seed: int, size: int, n_skills: int) -> Path | None:
                    / "voicescrub")
     if not root:
         return None
-    key = hashlib.sha256(Path(__file__).read_bytes() + faker.VERSION.encode()
-                         + f"|{seed}|{size}|{n_skills}".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{_BUILDER}|{seed}|{size}|{n_skills}".encode()).hexdigest()[:32]
     return Path(root) / f"vocab-{key}.json"
 
 
@@ -95,10 +101,13 @@ def _to_json(v: Vocab) -> str:
 
 
 def _from_json(text: str) -> Vocab:
-    def arrays(x: object) -> object:
-        if isinstance(x, dict):
-            return {k: np.array(a, dtype=object) for k, a in x.items()}
+    def strings(x: object) -> np.ndarray:
+        if not (isinstance(x, list) and all(isinstance(v, str) for v in x)):
+            raise ValueError("not a list of strings")
         return np.array(x, dtype=object)
+
+    def arrays(x: object) -> object:
+        return {k: strings(a) for k, a in x.items()} if isinstance(x, dict) else strings(x)
 
     d = json.loads(text)
     return Vocab(**{f.name: arrays(d[f.name]) for f in fields(Vocab)})
@@ -108,7 +117,10 @@ def _from_json(text: str) -> Vocab:
 def build_vocab(seed: int, size: int = 1500, n_skills: int = 400) -> Vocab:
     """Every vocabulary for a seed: from the disk cache, else built (and saved there); cached
     per process too."""
-    path = cache_file(seed, size, n_skills)
+    try:
+        path = cache_file(seed, size, n_skills)
+    except RuntimeError:  # no home directory to find (Path.home() without HOME or passwd)
+        path = None
     if path is not None:
         try:
             return _from_json(path.read_text())

@@ -8,10 +8,11 @@ loop on first use, and new column types compile later; two voicescrub processes 
 together (a scrub and an audit, two scrubs of two lakes) would do just that.
 
 `cached_njit` is `numba.njit(nogil=True, cache=True)` whose cache loads and saves take an
-exclusive file lock beside the cache. numba calls them under its own in-process compiler lock,
-so the order of the two locks is always the same. `ready()` loads (or compiles) the loops for
-the common types; `make setup` runs it once (`python -m pipeline.kernels`) so that an installed
-checkout starts with a full cache.
+exclusive file lock in the directory numba chose for the cache. numba calls them under its own
+in-process compiler lock, so the order of the two locks is always the same (and neither
+compiles anything, so the file lock is never asked for twice). `ready()` loads (or compiles)
+the loops for the common types; `make setup` runs it once (`python -m pipeline.kernels`) so
+that an installed checkout starts with a full cache.
 """
 
 from __future__ import annotations
@@ -20,33 +21,22 @@ import fcntl
 import functools
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-
-def lock_path() -> Path:
-    """Beside the cache numba uses for this package: $NUMBA_CACHE_DIR, else the package's
-    __pycache__ (numba's default when it is writable), else the temp directory."""
-    if d := os.environ.get("NUMBA_CACHE_DIR"):
-        return Path(d) / "voicescrub-compile.lock"
-    here = Path(__file__).resolve().parent / "__pycache__"
-    if os.access(here if here.exists() else here.parent, os.W_OK):
-        return here / "voicescrub-compile.lock"
-    return Path(tempfile.gettempdir()) / f"voicescrub-compile-{os.getuid()}.lock"
+LOCK_NAME = "voicescrub-compile.lock"
 
 
 @contextmanager
-def compile_lock() -> Iterator[None]:
-    """An exclusive lock shared by every process using the same cache. Without a place for it
-    (a read-only install, where numba keeps a per-user cache elsewhere), no lock."""
-    path = lock_path()
+def compile_lock(cache_dir: Path) -> Iterator[None]:
+    """An exclusive lock in the directory numba caches in, shared by every process using that
+    cache. Where it cannot be made, numba cannot save there either: no lock."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
         yield
         return
@@ -57,23 +47,25 @@ def compile_lock() -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+def _locked(method: Callable[..., Any], cache_dir: Path) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
-        with compile_lock():
+        with compile_lock(cache_dir):
             return method(*args, **kwargs)
     return call
 
 
 def cached_njit(fn: Callable[..., Any]) -> Any:
     """`numba.njit(nogil=True, cache=True)`, its cache read and written under compile_lock()
-    (its FunctionCache is numba's private API: numba is pinned in requirements.lock)."""
+    in the directory numba chose for it (its FunctionCache is numba's private API: numba is
+    pinned in requirements.lock)."""
     import numba
 
     dispatcher = numba.njit(nogil=True, cache=True)(fn)
     cache = dispatcher._cache
-    cache.load_overload = _locked(cache.load_overload)
-    cache.save_overload = _locked(cache.save_overload)
+    cache_dir = Path(cache.cache_path)
+    cache.load_overload = _locked(cache.load_overload, cache_dir)
+    cache.save_overload = _locked(cache.save_overload, cache_dir)
     return dispatcher
 
 

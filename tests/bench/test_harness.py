@@ -181,6 +181,12 @@ def test_compare_flags_a_regression(tmp_path: Path) -> None:
     text, regressed = compare(a, b)
     assert regressed and "**REGRESSION**" in text
     assert not compare(a, a)[1]
+    # a run on a 7-day lake (the quick profile's) is not compared with one on a 30-day lake
+    for bench in data["benchmarks"]:
+        bench["extra_info"].setdefault("settings", {})["days"] = 7
+    (b / "benchmark.json").write_text(json.dumps(data))
+    text, regressed = compare(a, b)
+    assert not regressed and "not compared: lakes of 30 and 7 days" in text
 
 
 def test_report_shows_both_steps_of_a_table_format(tmp_path: Path) -> None:

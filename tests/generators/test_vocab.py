@@ -41,9 +41,11 @@ def test_a_kept_vocabulary_is_the_one_faker_builds(cache_dir: Path,
     assert vocab.cache_file(8, 60, 12) != kept
 
 
-def test_a_torn_file_is_built_again_and_replaced(cache_dir: Path) -> None:
+@pytest.mark.parametrize("kept", ['{"first_names": {"en_US": ["Ann"',  # torn
+                                  '{"first_names": 1}'])  # whole, but not a vocabulary
+def test_a_torn_file_is_built_again_and_replaced(cache_dir: Path, kept: str) -> None:
     path = vocab.cache_file(7, 60, 12)
-    path.write_text('{"first_names": {"en_US": ["Ann"')
+    path.write_text(kept)
     built = build_vocab(7, 60, 12)
     build_vocab.cache_clear()
     assert _same(vocab._from_json(path.read_text()), built)

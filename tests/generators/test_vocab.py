@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def _same(a: Vocab, b: Vocab) -> bool:
 
 
 @pytest.fixture
-def cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     monkeypatch.setenv("VOICESCRUB_CACHE_DIR", str(tmp_path))
     build_vocab.cache_clear()
     yield tmp_path

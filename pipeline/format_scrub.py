@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.faults import crashpoint
 from pipeline.formats import FormatLake, StepResult, TableFormat
 from pipeline.formats import get as get_format
 from pipeline.formats.orphans import orphans_removed_on_failure
@@ -44,6 +45,7 @@ from pipeline.receipt import (
     engine_versions,
     failed_attempts,
     receipt_file,
+    refuse_unfinished,
     write_failed_receipt,
     write_receipt_copy,
 )
@@ -155,11 +157,18 @@ def _disk_bytes(flake: FormatLake, fmt: TableFormat) -> int:
 
 
 def logical_step(flake: FormatLake, fmt: TableFormat, keys: dict[str, pa.Array],
-                 verify: bool = True) -> tuple[dict, dict, float, float]:
-    """DELETE table by table. Returns (per-table results, checks, step seconds, verify s)."""
+                 verify: bool = True, journal: Journal | None = None
+                 ) -> tuple[dict, dict, float, float]:
+    """DELETE table by table. Returns (per-table results, checks, step seconds, verify s).
+
+    With the job's `journal`, each DELETE's counts before it runs are journaled, once: a
+    re-run of a killed or failed job checks and reports each table against the first
+    attempt's counts (a DELETE an earlier attempt committed deletes nothing now, and would
+    otherwise be reported as 0 rows erased, its failure healed by a re-run that saw nothing)."""
     tables: dict[str, dict] = {}
     failures: list[str] = []
     step_s = verify_s = 0.0
+    earlier = journal.entries() if journal is not None else {}
     for table in flake.tables():
         for rule in flake.lineage.rules_for(table):
             k = keys.get(rule.key)
@@ -168,20 +177,35 @@ def logical_step(flake: FormatLake, fmt: TableFormat, keys: dict[str, pa.Array],
             t0 = time.perf_counter()
             before = fmt.row_count(flake, table)
             matched = count_matches(flake, fmt, table, rule.column, k) if verify else None
+            entry_key = f"delete/{table}/{rule.column}"
+            first = earlier.get(entry_key)
+            if first is None and journal is not None:
+                first = {"path": entry_key, "rows_before": before, "rows_matched": matched}
+                journal.log(first, durable=True)  # before the DELETE commits
             t1 = time.perf_counter()
             with orphans_removed_on_failure(flake, fmt, table):
                 res = fmt.delete(flake, table, rule.column, k)
+            crashpoint("after_delete")
             t2 = time.perf_counter()
             after = fmt.row_count(flake, table)
-            entry = {"rows_before": before, "rows_matched": matched, "rows_after": after,
-                     **res.to_json()}
+            # the table as the job found it (an earlier attempt's counts, else this one's)
+            first_before = first["rows_before"] if first else before
+            first_matched = first["rows_matched"] if first and first["rows_matched"] \
+                is not None else matched
+            by_earlier = first_before - before  # rows the earlier attempts' DELETEs took
+            entry = {"rows_before": first_before, "rows_matched": first_matched,
+                     "rows_after": after, **res.to_json(),
+                     "rows_deleted": by_earlier + res.rows_deleted}
+            if first_before != before:
+                entry["this_attempt"] = {"rows_before": before, "rows_matched": matched,
+                                         "rows_deleted": res.rows_deleted}
             if verify:
                 if res.rows_deleted != matched:
                     failures.append(f"{table}: DELETE reports {res.rows_deleted} rows, "
                                     f"{matched} matched")
-                if after != before - matched:
-                    failures.append(f"{table}: {after} rows after, expected {before} - "
-                                    f"{matched}")
+                if after != first_before - first_matched:
+                    failures.append(f"{table}: {after} rows after, expected {first_before} - "
+                                    f"{first_matched}")
                 left = count_matches(flake, fmt, table, rule.column, k)
                 entry["keys_left"] = left
                 if left:
@@ -289,6 +313,13 @@ def run_format_scrub(flake: FormatLake, request: ErasureRequest, strategy: str, 
 
 def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical_only: bool,
            verify: bool, receipt_path: Path | None) -> tuple[dict, Path]:
+    # before the catalog is opened (DuckDB would replay a killed job's WAL into it)
+    mine = Journal.for_request(flake.root, request.ids, create=False)
+    # (a killed job's re-run checks each table against the counts it first found: another
+    # job's DELETEs in between would be taken for its own)
+    refuse_unfinished(flake.root, [j for j in Journal.unfinished(flake.root) if mine is None
+                                   or (j != mine.job_id and not j.startswith(f"{mine.job_id}-"))],
+                      flake.lineage.subject)
     started_at = dt.datetime.now(dt.UTC)
     fingerprint = format_fingerprint(flake, fmt)
     # no receipt key is made yet (None without one): nothing is written before the room check
@@ -316,9 +347,12 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
         rewritten += [f for f in files_to_purge(flake, fmt) if f not in counted]
     check_format_room(flake.root, rewritten, fmt.name)  # before anything is written
     journal = Journal.for_request(flake.root, request.ids, fingerprint=fingerprint)
+    if not journal.started:  # (a re-run keeps the counts its first attempt journaled)
+        journal.start({flake.lineage.subject: pa.array(request.ids, pa.int64())},
+                      {"format": fmt.name, "logical_only": logical_only})
     t1 = time.perf_counter()
     bytes_before = _disk_bytes(flake, fmt)
-    logical, checks, logical_s, verify_l = logical_step(flake, fmt, keys, verify)
+    logical, checks, logical_s, verify_l = logical_step(flake, fmt, keys, verify, journal)
     bytes_logical = _disk_bytes(flake, fmt)
     receipt = _receipt(flake, fmt, request, keys, present, started_at)
     receipt["job_id"] = journal.job_id

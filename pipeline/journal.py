@@ -204,10 +204,11 @@ class Journal:
                 out[e["path"]] = {**out.get(e["path"], {}), **e}
         return out
 
-    def log(self, entry: dict) -> None:
-        """Append an entry, whole or not at all. Not fsynced: the journal speeds up a resume
-        but correctness never depends on it (a file's row count tells whether it is the old or
-        the new version)."""
+    def log(self, entry: dict, durable: bool = False) -> None:
+        """Append an entry, whole or not at all. Not fsynced unless `durable`: a copy-on-write
+        job's journal speeds up a resume but correctness never depends on it (a file's row
+        count tells whether it is the old or the new version); a format job's counts from
+        before a DELETE are what its re-run is checked against."""
         line = (json.dumps(entry) + "\n").encode()
         with self._log_lock:
             if self._log is None:
@@ -219,6 +220,8 @@ class Journal:
             except BaseException:
                 os.ftruncate(self._log, start)  # no half line for the next entry to follow
                 raise
+            if durable:
+                os.fsync(self._log)
 
     def _open_log(self) -> int:
         """The journal opened to append, a torn last line (a crash mid-write) cut off first:

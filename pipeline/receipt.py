@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.journal import keyed_hashes, lake_secret
-from pipeline.lake import SCRUB_DIR, Lake
+from pipeline.lake import SCRUB_DIR, Lake, LakeError
 from pipeline.rowhash import METHOD as CHECKSUM_METHOD
 
 if TYPE_CHECKING:
@@ -163,6 +163,18 @@ def failed_attempts(root: Path, name: str) -> list[str]:
     """The receipts of the attempts of job (or purge) `name` that failed verification."""
     found = receipt_file(root, name).parent.glob(f"{name}.failed-*.json")
     return sorted((p.name for p in found), key=lambda n: int(n.rsplit("-", 1)[1][:-5]))
+
+
+def refuse_unfinished(root: Path, others: list[str], subject: str) -> None:
+    """Refuse a job while another job on the lake is unfinished (killed, or failed
+    verification): its own command must finish it first."""
+    if not others:
+        return
+    how = "failed verification" if failed_attempts(root, others[0]) else "was interrupted"
+    raise LakeError(
+        f"job {others[0]} on this lake {how} and has not finished: re-run the command that "
+        f"started it to finish it first (its customer ids are in "
+        f"{SCRUB_DIR}/{others[0]}/keys-{subject}.parquet)")
 
 
 def receipt_file(root: Path, name: str) -> Path:

@@ -41,13 +41,14 @@ from pipeline.damage import UnreadableFile, UnreadableFiles, as_damage, read_fai
 from pipeline.faults import crashpoint
 from pipeline.intake import ErasureRequest
 from pipeline.journal import Journal
-from pipeline.lake import SCRUB_DIR, DataFile, Lake, LakeError, open_parquet
+from pipeline.lake import DataFile, Lake, open_parquet
 from pipeline.lock import lake_lock
 from pipeline.plan import FilePlan, Planner, Rule
 from pipeline.receipt import (
     build_receipt,
     failed_attempts,
     receipt_file,
+    refuse_unfinished,
     write_failed_receipt,
     write_receipt,
     write_receipt_copy,
@@ -256,14 +257,7 @@ def _run_scrub(lake: Lake, request: ErasureRequest, strategy_name: str, *, worke
         # A killed job's files and manifest are half old, half new: another job run now
         # would rewrite the same files, and the killed one, resumed later, would write its
         # stale counts into the manifest. Its own command must finish it first.
-        others = Journal.unfinished(lake.root)
-        if others:
-            how = ("failed verification" if failed_attempts(lake.root, others[0]) else
-                   "was interrupted")
-            raise LakeError(
-                f"job {others[0]} on this lake {how} and has not finished: re-run "
-                f"the command that started it to finish it first (its customer ids are in "
-                f"{SCRUB_DIR}/{others[0]}/keys-{lake.lineage.subject}.parquet)")
+        refuse_unfinished(lake.root, Journal.unfinished(lake.root), lake.lineage.subject)
         lake.validate()  # before anything is written, the receipt key included
         journal = Journal.for_request(lake.root, request.ids, fingerprint=fingerprint,
                                       verify=verify)

@@ -28,6 +28,7 @@ from pipeline.plan import match
 from pipeline.rowhash import row_checksum
 from pipeline.scrub import run_scrub
 from pipeline.strategies.base import add64
+from tests.pipeline.cli_child import run_cli
 from tests.pipeline.conftest import lake_digest, snapshot
 
 FORMATS = list(available())
@@ -427,7 +428,8 @@ def test_a_full_disk_during_a_format_delete_is_one_line_and_the_command_finishes
 
 
 def _parquet_files(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*.parquet")}
+    """The lake's data files (not the job's own, under _scrub/)."""
+    return {p for p in root.rglob("*.parquet") if "_scrub" not in p.relative_to(root).parts}
 
 
 def test_a_failed_commit_leaves_none_of_the_files_it_wrote(
@@ -653,6 +655,14 @@ def test_a_failed_verification_still_writes_the_receipt_and_its_copy(
     done = json.loads(copy.read_text())
     assert done["job_id"] == failed["job_id"] and done["state"] == "physically deleted"
     assert done["failed_attempts"] == [f"{failed['job_id']}.failed-1.json"]
+    # the rows the failed attempt's DELETEs took are the job's (its re-run deletes none)
+    erased = {t: (e["rows_before"], e["rows_deleted"], e["rows_after"])
+              for t, e in failed["logical"]["tables"].items()}
+    assert {t: (e["rows_before"], e["rows_deleted"], e["rows_after"])
+            for t, e in done["logical"]["tables"].items()} == erased
+    assert sum(n for _, n, _ in erased.values()) > 0
+    assert all(e["this_attempt"]["rows_deleted"] == 0
+               for e in done["logical"]["tables"].values() if e["rows_deleted"])
 
     assert runner.invoke(app, [*scrub, "--ids", "8", "--logical-only"]).exit_code == 0
     copy.unlink()
@@ -705,3 +715,60 @@ def test_bytes_on_disk_in_the_receipt_are_what_the_disk_holds(fmt: str, format_s
                   and "_scrub" not in p.parts)
     said = receipt["logical"]["bytes_on_disk_after"]
     assert abs(on_disk - said) <= 64 * 1024, (on_disk, said)  # (the job's own journal aside)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_job_killed_between_its_deletes_finishes_with_the_counts_of_the_whole_job(
+        fmt: str, format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+    """SIGKILL after the first table's DELETE committed: another job is refused until the
+    killed one's command finishes it; the re-run's receipt counts the rows the killed
+    attempt deleted (a DELETE of rows already gone deletes none: it said 0 rows before)."""
+    flake = fresh(fmt, converted, format_src, tmp_path / fmt)
+    lake, ids = str(flake.root), "3,7,11"
+    scrub = ["scrub", "--lake", lake, "--strategy", fmt, "--ids", ids]
+    killed = run_cli(scrub, {"VOICESCRUB_CRASH_AT": "after_delete:1"}, tmp_path)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    digest = lake_digest(flake.root)
+    r = runner.invoke(app, ["scrub", "--lake", lake, "--strategy", fmt, "--ids", "5"])
+    assert r.exit_code == 2 and "was interrupted and has not finished" in r.output, r.output
+    assert lake_digest(flake.root) == digest
+    r = runner.invoke(app, [*scrub, "--receipt", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    done = json.loads((tmp_path / "r.json").read_text())
+    pristine = FormatLake.open(converted[fmt])  # (Iceberg's: a conversion of its own)
+    tables = done["logical"]["tables"]
+    assert set(tables) == set(flake.tables())
+    for table, e in tables.items():
+        assert e["rows_before"] == get(fmt).row_count(pristine, table), table
+        assert e["rows_after"] == get(fmt).row_count(FormatLake.open(flake.root), table)
+        assert e["rows_deleted"] == e["rows_matched"] == e["rows_before"] - e["rows_after"]
+    first = next(iter(tables.values()))  # the killed attempt's DELETE
+    assert first["rows_deleted"] > 0 and first["this_attempt"]["rows_deleted"] == 0
+    assert run_audit(Lake.open(flake.root), parse_ids(ids).ids, names=False).clean
+
+
+def test_a_re_run_does_not_pass_what_its_first_attempt_failed(
+        format_src: Path, tmp_path: Path, converted: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DELETE that took a row it should have kept fails the job; its re-run, whose DELETE
+    finds nothing left to take, still checks the table against the first attempt's counts
+    and fails too: the lost row is not forgotten by running the command again."""
+    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
+    fmt_type = type(get("ducklake"))
+    real = fmt_type.delete
+    kept = int(pc.min(pq.read_table(format_src / "customers", columns=["customer_id"])
+                      ["customer_id"]).as_py())
+
+    def too_greedy(self, flake, table, column, keys):  # noqa: ANN001, ANN202
+        if column == "customer_id":  # one kept customer's rows go too
+            keys = pa.concat_arrays([keys, pa.array([kept], keys.type)])
+        return real(self, flake, table, column, keys)
+
+    scrub = ["scrub", "--lake", str(flake.root), "--strategy", "ducklake", "--ids", "7"]
+    with monkeypatch.context() as m:
+        m.setattr(fmt_type, "delete", too_greedy)
+        r = runner.invoke(app, scrub)
+    assert r.exit_code == 1 and "rows after, expected" in r.output, r.output
+    r = runner.invoke(app, scrub)
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "rows after, expected" in out, out

@@ -419,6 +419,9 @@ def run_purge(flake: FormatLake, strategy: str, *, verify: bool = True,
 def _run_purge(flake: FormatLake, strategy: str, verify: bool,
                receipt_path: Path | None) -> tuple[dict, Path]:
     fmt = _format_of(flake, strategy)
+    # an unfinished job's re-run comes first: a failed one's lost rows are still in the
+    # snapshots this purge would drop
+    refuse_unfinished(flake.root, Journal.unfinished(flake.root), flake.lineage.subject)
     pending = _pending(flake)
     try:
         check_format_room(flake.root, files_to_purge(flake, fmt), f"{fmt.name}'s purge",

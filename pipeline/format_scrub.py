@@ -54,6 +54,7 @@ from pipeline.rowhash import row_checksum
 from pipeline.strategies.base import add64
 
 PENDING = "purge_pending.json"
+PRESENT = "_present"  # the journal's name for the requested ids some table held
 
 
 class FormatVerificationError(RuntimeError):
@@ -161,61 +162,93 @@ def logical_step(flake: FormatLake, fmt: TableFormat, keys: dict[str, pa.Array],
                  ) -> tuple[dict, dict, float, float]:
     """DELETE table by table. Returns (per-table results, checks, step seconds, verify s).
 
-    With the job's `journal`, each DELETE's counts before it runs are journaled, once: a
-    re-run of a killed or failed job checks and reports each table against the first
-    attempt's counts (a DELETE an earlier attempt committed deletes nothing now, and would
-    otherwise be reported as 0 rows erased, its failure healed by a re-run that saw nothing)."""
+    With the job's `journal`, each DELETE's counts are journaled (durably) before it runs,
+    once, and its checks' failures after: a re-run of a stopped or failed job checks and
+    reports each DELETE against the attempt that first ran it. A DELETE an earlier attempt
+    committed deletes nothing the second time: counted from this attempt alone, it would be
+    reported as 0 rows, and a failure of the first attempt healed by a re-run that saw
+    nothing."""
     tables: dict[str, dict] = {}
     failures: list[str] = []
     step_s = verify_s = 0.0
     earlier = journal.entries() if journal is not None else {}
     for table in flake.tables():
-        for rule in flake.lineage.rules_for(table):
-            k = keys.get(rule.key)
-            if k is None:
-                continue
+        rules = [r for r in flake.lineage.rules_for(table) if r.key in keys]
+        for i, rule in enumerate(rules):
+            k = keys[rule.key]
+            first = earlier.get(_delete_entry(table, rule.column))
+            # the table's next DELETE, if an earlier attempt ran it too: the rows it found
+            # are the rows this one left then
+            later = (earlier.get(_delete_entry(table, rules[i + 1].column))
+                     if first is not None and i + 1 < len(rules) else None)
             t0 = time.perf_counter()
             before = fmt.row_count(flake, table)
             matched = count_matches(flake, fmt, table, rule.column, k) if verify else None
-            entry_key = f"delete/{table}/{rule.column}"
-            first = earlier.get(entry_key)
             if first is None and journal is not None:
-                first = {"path": entry_key, "rows_before": before, "rows_matched": matched}
-                journal.log(first, durable=True)  # before the DELETE commits
+                journal.log({"path": _delete_entry(table, rule.column), "rows_before": before,
+                             "rows_matched": matched}, durable=True)  # before it commits
             t1 = time.perf_counter()
             with orphans_removed_on_failure(flake, fmt, table):
                 res = fmt.delete(flake, table, rule.column, k)
             crashpoint("after_delete")
             t2 = time.perf_counter()
             after = fmt.row_count(flake, table)
-            # the table as the job found it (an earlier attempt's counts, else this one's)
-            first_before = first["rows_before"] if first else before
-            first_matched = first["rows_matched"] if first and first["rows_matched"] \
-                is not None else matched
-            by_earlier = first_before - before  # rows the earlier attempts' DELETEs took
-            entry = {"rows_before": first_before, "rows_matched": first_matched,
-                     "rows_after": after, **res.to_json(),
-                     "rows_deleted": by_earlier + res.rows_deleted}
-            if first_before != before:
-                entry["this_attempt"] = {"rows_before": before, "rows_matched": matched,
-                                         "rows_deleted": res.rows_deleted}
+            entry, rows_failed, count_failed = _delete_counts(table, first, later, before,
+                                                              matched, after, res, verify)
+            rewrite_failed: list[str] = []
             if verify:
-                if res.rows_deleted != matched:
-                    failures.append(f"{table}: DELETE reports {res.rows_deleted} rows, "
-                                    f"{matched} matched")
-                if after != first_before - first_matched:
-                    failures.append(f"{table}: {after} rows after, expected {first_before} - "
-                                    f"{first_matched}")
                 left = count_matches(flake, fmt, table, rule.column, k)
                 entry["keys_left"] = left
                 if left:
-                    failures.append(f"{table}: {left} rows still hold a key")
-                entry.update(_rewrite_check(res, (rule.column, k), failures, table))
+                    rows_failed.append(f"{table}: {left} rows still hold a key")
+                entry.update(_rewrite_check(res, (rule.column, k), rewrite_failed, table))
+            # what a re-run cannot check again (it deletes and rewrites nothing): kept failing
+            earlier_failed = (first or {}).get("failures", [])
+            sticky = count_failed + rewrite_failed
+            failures += [f"{f} (an earlier attempt)" for f in earlier_failed] + rows_failed + \
+                sticky
+            if sticky and journal is not None:
+                journal.log({"path": _delete_entry(table, rule.column),
+                             "failures": [*earlier_failed, *sticky]}, durable=True)
             verify_s += (t1 - t0) + (time.perf_counter() - t2)
             step_s += t2 - t1
             entry["column"] = rule.column
             tables[table] = _merged(tables[table], entry) if table in tables else entry
     return tables, {"passed": not failures, "failures": failures}, step_s, verify_s
+
+
+def _delete_entry(table: str, column: str) -> str:
+    return f"delete/{table}/{column}"
+
+
+def _delete_counts(table: str, first: dict | None, later: dict | None, before: int,
+                   matched: int | None, after: int, res: StepResult, verify: bool
+                   ) -> tuple[dict, list[str], list[str]]:
+    """One DELETE's receipt entry over every attempt that ran it, and its failed checks:
+    (rows left, DELETE's own count). `first` is what the first attempt journaled before it
+    (None: this is the first), `later` the same for the table's next DELETE if an earlier
+    attempt ran it."""
+    first_before = first["rows_before"] if first else before
+    first_matched = first["rows_matched"] if first else matched
+    # the rows this DELETE left in the attempt that ran it; a re-run's own DELETE (with
+    # nothing left for it, if the earlier one committed) comes on top
+    left_then = later["rows_before"] if later else after
+    deleted = first_before - left_then + (res.rows_deleted if later else 0)
+    entry = {"rows_before": first_before, "rows_matched": first_matched, "rows_after": after,
+             **res.to_json(), "rows_deleted": deleted}
+    if first is not None:
+        entry["this_attempt"] = {"rows_before": before, "rows_matched": matched,
+                                 "rows_deleted": res.rows_deleted}
+    rows_failed: list[str] = []
+    count_failed: list[str] = []
+    if verify and first_matched is not None:
+        if res.rows_deleted != matched:
+            count_failed.append(f"{table}: DELETE reports {res.rows_deleted} rows, "
+                                f"{matched} matched")
+        if left_then != first_before - first_matched:
+            rows_failed.append(f"{table}: {left_then} rows after, expected {first_before} - "
+                               f"{first_matched}")
+    return entry, rows_failed, count_failed
 
 
 def _merged(first: dict, then: dict) -> dict:
@@ -313,18 +346,18 @@ def run_format_scrub(flake: FormatLake, request: ErasureRequest, strategy: str, 
 
 def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical_only: bool,
            verify: bool, receipt_path: Path | None) -> tuple[dict, Path]:
-    # before the catalog is opened (DuckDB would replay a killed job's WAL into it)
-    mine = Journal.for_request(flake.root, request.ids, create=False)
-    # (a killed job's re-run checks each table against the counts it first found: another
-    # job's DELETEs in between would be taken for its own)
-    refuse_unfinished(flake.root, [j for j in Journal.unfinished(flake.root) if mine is None
-                                   or (j != mine.job_id and not j.startswith(f"{mine.job_id}-"))],
-                      flake.lineage.subject)
+    # The request's unfinished job, found by the ids it keeps (whatever the receipt key is
+    # now), and any other: refused before the catalog is opened (DuckDB would replay a
+    # killed job's WAL into it). A re-run checks each DELETE against the counts its first
+    # attempt journaled: another job's DELETEs in between would be taken for its own.
+    own = Journal.unfinished_for(flake.root, request.ids, flake.lineage.subject)
+    refuse_unfinished(flake.root, [j for j in Journal.unfinished(flake.root)
+                                   if own is None or j != own.job_id], flake.lineage.subject)
     started_at = dt.datetime.now(dt.UTC)
     fingerprint = format_fingerprint(flake, fmt)
     # no receipt key is made yet (None without one): nothing is written before the room check
-    journal = Journal.for_request(flake.root, request.ids, create=False,
-                                  fingerprint=fingerprint)
+    journal = own or Journal.for_request(flake.root, request.ids, create=False,
+                                         fingerprint=fingerprint)
     if journal is not None and journal.finished:  # the lake as it (or a purge after it) left
         kept = receipt_file(flake.root, journal.job_id)
         purged = None
@@ -337,8 +370,14 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
         # what this command did, for its output (not part of the receipt)
         return {**done, "already_done": True, "purged_now": purged}, path
     t0 = time.perf_counter()
-    keys = resolve_format_keys(flake, fmt, request.ids)
-    present = _present(flake, fmt, request.ids)
+    if own is not None:  # as its first attempt resolved them (a DELETE since took rows)
+        keys, saved = own.load()
+        present = keys.pop(PRESENT).to_numpy()
+        verify = saved.get("verify", verify)  # a job finishes as it started
+    else:
+        keys = resolve_format_keys(flake, fmt, request.ids)
+        present = _present(flake, fmt, request.ids)
+        saved = {}
     t_room = time.perf_counter()
     rewritten = files_holding_keys(flake, fmt, keys) if fmt.delete_rewrites or \
         not logical_only else []
@@ -346,12 +385,13 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
         counted = set(rewritten)
         rewritten += [f for f in files_to_purge(flake, fmt) if f not in counted]
     check_format_room(flake.root, rewritten, fmt.name)  # before anything is written
-    journal = Journal.for_request(flake.root, request.ids, fingerprint=fingerprint)
-    if not journal.started:  # (a re-run keeps the counts its first attempt journaled)
-        journal.start({flake.lineage.subject: pa.array(request.ids, pa.int64())},
-                      {"format": fmt.name, "logical_only": logical_only})
     t1 = time.perf_counter()
-    bytes_before = _disk_bytes(flake, fmt)
+    bytes_before = saved.get("bytes_on_disk_before") or _disk_bytes(flake, fmt)
+    if own is None:
+        journal = Journal.for_request(flake.root, request.ids, fingerprint=fingerprint)
+        journal.start({**keys, PRESENT: pa.array(present, pa.int64())},
+                      {"format": fmt.name, "verify": verify,
+                       "bytes_on_disk_before": bytes_before})
     logical, checks, logical_s, verify_l = logical_step(flake, fmt, keys, verify, journal)
     bytes_logical = _disk_bytes(flake, fmt)
     receipt = _receipt(flake, fmt, request, keys, present, started_at)

@@ -176,6 +176,7 @@ class Journal:
 
     def start(self, keys: dict[str, pa.Array], plan: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        fsync_dir(self.dir.parent)  # the job's directory is found again after a crash
         for kind, values in keys.items():
             pq.write_table(pa.table({"k": values}), self.dir / f"keys-{kind}.parquet")
         self.complete(plan)
@@ -227,7 +228,10 @@ class Journal:
         """The journal opened to append, a torn last line (a crash mid-write) cut off first:
         an entry appended to it would be lost with it."""
         path = self.dir / "journal.jsonl"
+        created = not path.exists()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        if created:  # the file's own name survives a crash like the entries fsynced into it
+            fsync_dir(self.dir)
         data = path.read_bytes()
         end = data.rfind(b"\n") + 1
         if end != len(data):

@@ -193,8 +193,8 @@ def logical_step(flake: FormatLake, fmt: TableFormat, keys: dict[str, pa.Array],
             crashpoint("after_delete")
             t2 = time.perf_counter()
             after = fmt.row_count(flake, table)
-            entry, rows_failed, count_failed = _delete_counts(table, first, later, before,
-                                                              matched, after, res, verify)
+            entry, rows_failed, count_failed, taken_earlier = _delete_counts(
+                table, first, later, before, matched, after, res, verify)
             rewrite_failed: list[str] = []
             if verify:
                 left = count_matches(flake, fmt, table, rule.column, k)
@@ -207,9 +207,12 @@ def logical_step(flake: FormatLake, fmt: TableFormat, keys: dict[str, pa.Array],
             sticky = count_failed + rewrite_failed
             failures += [f"{f} (an earlier attempt)" for f in earlier_failed] + rows_failed + \
                 sticky
-            if sticky and journal is not None:
+            if verify and journal is not None:
+                # checked: the rows this DELETE took (if any) were taken by this attempt
                 journal.log({"path": _delete_entry(table, rule.column),
-                             "failures": [*earlier_failed, *sticky]}, durable=True)
+                             "checked": bool(first and first.get("checked")) or
+                             not taken_earlier, "failures": [*earlier_failed, *sticky]},
+                            durable=bool(sticky))
             verify_s += (t1 - t0) + (time.perf_counter() - t2)
             step_s += t2 - t1
             entry["column"] = rule.column
@@ -223,11 +226,11 @@ def _delete_entry(table: str, column: str) -> str:
 
 def _delete_counts(table: str, first: dict | None, later: dict | None, before: int,
                    matched: int | None, after: int, res: StepResult, verify: bool
-                   ) -> tuple[dict, list[str], list[str]]:
-    """One DELETE's receipt entry over every attempt that ran it, and its failed checks:
-    (rows left, DELETE's own count). `first` is what the first attempt journaled before it
-    (None: this is the first), `later` the same for the table's next DELETE if an earlier
-    attempt ran it."""
+                   ) -> tuple[dict, list[str], list[str], int]:
+    """One DELETE's receipt entry over every attempt that ran it, its failed checks (rows
+    left, the DELETE's own count), and the rows earlier attempts' runs of it took. `first`
+    is what the first attempt journaled before it (None: this is the first), `later` the
+    same for the table's next DELETE if an earlier attempt ran it."""
     first_before = first["rows_before"] if first else before
     first_matched = first["rows_matched"] if first else matched
     # the rows this DELETE left in the attempt that ran it; a re-run's own DELETE (with
@@ -236,9 +239,14 @@ def _delete_counts(table: str, first: dict | None, later: dict | None, before: i
     deleted = first_before - left_then + (res.rows_deleted if later else 0)
     entry = {"rows_before": first_before, "rows_matched": first_matched, "rows_after": after,
              **res.to_json(), "rows_deleted": deleted}
+    taken_earlier = first_before - (later["rows_before"] if later else before)
     if first is not None:
         entry["this_attempt"] = {"rows_before": before, "rows_matched": matched,
                                  "rows_deleted": res.rows_deleted}
+        if taken_earlier and not first.get("checked"):
+            # stopped after its DELETE committed, before its checks: the rows it left are
+            # checked here, its rewritten files against the ones they replaced never were
+            entry["stopped_before_its_checks"] = True
     rows_failed: list[str] = []
     count_failed: list[str] = []
     if verify and first_matched is not None:
@@ -248,7 +256,7 @@ def _delete_counts(table: str, first: dict | None, later: dict | None, before: i
         if left_then != first_before - first_matched:
             rows_failed.append(f"{table}: {left_then} rows after, expected {first_before} - "
                                f"{first_matched}")
-    return entry, rows_failed, count_failed
+    return entry, rows_failed, count_failed, taken_earlier
 
 
 def _merged(first: dict, then: dict) -> dict:
@@ -261,6 +269,7 @@ def _merged(first: dict, then: dict) -> dict:
     out["rows_after"] = then["rows_after"]
     out.pop("column", None)
     out["by_column"] = [*rules, then]
+    out.update({k: True for k, v in first.items() if v is True})  # a flag of any DELETE
     return out
 
 

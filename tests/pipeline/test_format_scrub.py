@@ -119,6 +119,10 @@ def test_stopped_attempts_then_a_re_run_count_the_whole_job(stops: list[int], tm
     tables, checks = attempt(fmt, journal)
     assert checks["passed"], checks
     assert counts(tables) == reference
+    # an attempt stopped right after the n-th DELETE had taken its rows: the rows it left
+    # are checked by the re-run, its checks of the DELETE itself never ran
+    deletes = [*tables["recordings"]["by_column"], tables["customers"]]
+    assert [n for n, e in enumerate(deletes, 1) if e.get("stopped_before_its_checks")] == stops
     # the re-run's own counts, for a DELETE an earlier attempt ran
     assert ("this_attempt" in tables["customers"]) == (3 in stops)
     if 3 in stops:

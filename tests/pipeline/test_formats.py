@@ -755,6 +755,8 @@ def test_a_job_killed_between_its_deletes_finishes_with_the_counts_of_the_whole_
         assert e["rows_deleted"] == e["rows_matched"] == e["rows_before"] - e["rows_after"]
     first = next(iter(tables.values()))  # the killed attempt's DELETE
     assert first["rows_deleted"] > 0 and first["this_attempt"]["rows_deleted"] == 0
+    assert [e.get("stopped_before_its_checks") for e in tables.values()] == \
+        [True] + [None] * (len(tables) - 1)
     assert run_audit(Lake.open(flake.root), parse_ids(ids).ids, names=False).clean
 
 

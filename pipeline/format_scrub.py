@@ -239,7 +239,7 @@ def _delete_counts(table: str, first: dict | None, later: dict | None, before: i
     deleted = first_before - left_then + (res.rows_deleted if later else 0)
     entry = {"rows_before": first_before, "rows_matched": first_matched, "rows_after": after,
              **res.to_json(), "rows_deleted": deleted}
-    taken_earlier = first_before - (later["rows_before"] if later else before)
+    taken_earlier = first_before - (left_then if later else before)
     if first is not None:
         entry["this_attempt"] = {"rows_before": before, "rows_matched": matched,
                                  "rows_deleted": res.rows_deleted}
@@ -379,14 +379,17 @@ def _scrub(flake: FormatLake, fmt: TableFormat, request: ErasureRequest, logical
         # what this command did, for its output (not part of the receipt)
         return {**done, "already_done": True, "purged_now": purged}, path
     t0 = time.perf_counter()
+    journaled: dict[str, pa.Array] = {}
+    saved: dict = {}
     if own is not None:  # as its first attempt resolved them (a DELETE since took rows)
-        keys, saved = own.load()
-        present = keys.pop(PRESENT).to_numpy()
+        journaled, saved = own.load()
         verify = saved.get("verify", verify)  # a job finishes as it started
-    else:
+    if PRESENT in journaled:
+        present = journaled.pop(PRESENT).to_numpy()
+        keys = journaled
+    else:  # (a journal from before the keys were kept resolves them as the lake is now)
         keys = resolve_format_keys(flake, fmt, request.ids)
         present = _present(flake, fmt, request.ids)
-        saved = {}
     t_room = time.perf_counter()
     rewritten = files_holding_keys(flake, fmt, keys) if fmt.delete_rewrites or \
         not logical_only else []

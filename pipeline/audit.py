@@ -285,21 +285,22 @@ def is_parquet(path: Path) -> bool:
 
 
 def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
-                  visible: bool) -> list[Finding]:
+                  visible: bool, nested: bool = True) -> list[Finding]:
+    """The file's key columns and text columns, and with `nested` the text in its lists,
+    structs and maps (a table-format audit reads those its own way: Delta's checkpoints)."""
     out = []
     pf = pq.ParquetFile(path)
     schema = pf.schema_arrow
-    text, keys = [], []
+    text, keys, holders = [], [], []
     for name in schema.names:
         typ = schema.field(name).type
-        if pa.types.is_dictionary(typ):
-            typ = typ.value_type
-        if pa.types.is_string(typ) or pa.types.is_large_string(typ) or \
-                pa.types.is_string_view(typ):
+        if _is_string(typ):
             text.append(name)
+        elif nested and pa.types.is_nested(typ):
+            holders.append(name)  # a list, struct or map: its text leaves are searched
         if name in needles.keys:
             keys.append(name)
-    columns = list(dict.fromkeys(keys + text))
+    columns = list(dict.fromkeys(keys + text + holders))
     if not columns:
         return out
     for i in range(pf.metadata.num_row_groups):
@@ -320,7 +321,32 @@ def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
                     n = pc.sum(match(values, needles.keys[name])).as_py() or 0
                     if n:
                         out.append(Finding(rel, label, name, n, seen))
+            if name in holders:  # its text leaves (named as an export's are), rows counted
+                out += _nested_text_findings(name, col, rel, patterns, visible)
     return _merge(out)
+
+
+def _nested_text_findings(name: str, col: pa.Array, rel: str, patterns: dict,
+                          visible: bool) -> list[Finding]:
+    """The text leaves of a list, struct or map column: the rows whose values hold a trace,
+    and the dictionary entries no value uses (a nested dictionary is written whole too)."""
+    out = []
+    for leaf, values, rows in _leaves(name, col):
+        if not _is_string(values.type):
+            continue
+        for kind, mask in _text_value_masks(values, patterns).items():
+            if n := _rows_hit(mask, rows):
+                out.append(Finding(rel, leaf, kind, n, visible, possible=kind in POSSIBLE))
+        if (unused := unused_entries(values)) is not None:
+            out += _text_findings(unused, rel, f"{leaf} {UNUSED}", patterns, False)
+    return out
+
+
+def _is_string(t: pa.DataType) -> bool:
+    """A text column's type: a string of any layout, dictionary-encoded or not."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
 @dataclass

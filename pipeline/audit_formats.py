@@ -282,7 +282,8 @@ def run_format_audit(root: Path, customer_ids: np.ndarray, workers: int = 2,
                 p, rel, anywhere, False, journal_key_kind(rel)))
         if is_parquet(p):
             return parquet_or_bytes(p, rel, raw, report.unreadable, lambda: audit_parquet(
-                p, rel, needles, patterns, False) + nested_string_findings(p, rel, raw))
+                p, rel, needles, patterns, False, nested=False) +
+                nested_string_findings(p, rel, raw))
         out = audit_raw(p, rel, raw, table_reader(anywhere), report.unreadable)
         if p.suffix == ".avro":
             out += iceberg_manifest_findings(p, rel, check)

@@ -5,7 +5,8 @@ the dictionary it is given: a file rewritten from filtered rows would still hold
 dictionary page, a value only erased rows used (an erased customer's email, in a lake whose
 email column is dictionary-typed). Nothing reads it back as a row, yet its bytes are in the file.
 So the shared writer drops such entries (`without_unused_entries`), and the audit searches them
-(`unused_entries`) as physically present.
+(`unused_entries`) as physically present. A dictionary inside a list, struct or map is written
+whole as well (tested), and is rebuilt from its rows' values.
 """
 
 from __future__ import annotations
@@ -67,10 +68,49 @@ def unused_entries(arr: pa.Array) -> pa.Array | None:
     return None if used.all() else entries(arr.dictionary, ~used)
 
 
+def has_dictionary(t: pa.DataType) -> bool:
+    """Whether `t` is a dictionary type or holds one (in a list, struct or map)."""
+    return pa.types.is_dictionary(t) or any(has_dictionary(c) for c in _children(t))
+
+
+def _children(t: pa.DataType) -> list[pa.DataType]:
+    if pa.types.is_struct(t):
+        return [f.type for f in t]
+    if pa.types.is_map(t):
+        return [t.key_type, t.item_type]
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) \
+            or pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return [t.value_type]
+    return []
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    """`t` with every dictionary in it replaced by its value type."""
+    if pa.types.is_dictionary(t):
+        return t.value_type
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_plain(f.type)) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(t.key_field.with_type(_plain(t.key_type)),
+                       t.item_field.with_type(_plain(t.item_type)), t.keys_sorted)
+    for is_kind, make in ((pa.types.is_list, pa.list_), (pa.types.is_large_list, pa.large_list),
+                          (pa.types.is_list_view, pa.list_view),
+                          (pa.types.is_large_list_view, pa.large_list_view)):
+        if is_kind(t):
+            return make(t.value_field.with_type(_plain(t.value_type)))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(_plain(t.value_type)), t.list_size)
+    return t
+
+
 def without_unused_entries(arr: pa.Array) -> pa.Array:
     """`arr` with only the dictionary entries its rows use (renumbered, in the same order);
-    any other array as it is."""
-    if not pa.types.is_dictionary(arr.type) or not len(arr.dictionary):
+    a list, struct or map holding dictionaries with each one rebuilt from the values its
+    rows use (decoded and encoded again: the Parquet writer writes a nested dictionary
+    whole too); any other array as it is."""
+    if not pa.types.is_dictionary(arr.type):
+        return arr.cast(_plain(arr.type)).cast(arr.type) if has_dictionary(arr.type) else arr
+    if not len(arr.dictionary):
         return arr
     used = entries_used(arr)
     if used.all():
@@ -106,14 +146,16 @@ def _column_without_unused_entries(col: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def table_without_unused_entries(data: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
-    """Every dictionary column of `data` without the entries no row uses."""
-    if not any(pa.types.is_dictionary(f.type) for f in data.schema):
+    """Every dictionary column of `data` (nested ones too) without the entries no row
+    uses."""
+    if not any(has_dictionary(f.type) for f in data.schema):
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.RecordBatch.from_arrays([without_unused_entries(c) for c in data.columns],
                                           schema=data.schema)
-    cols = [_column_without_unused_entries(col) if pa.types.is_dictionary(col.type) else col
-            for col in data.columns]
+    cols = [_column_without_unused_entries(col) if pa.types.is_dictionary(col.type) else
+            pa.chunked_array([without_unused_entries(c) for c in col.chunks], col.type)
+            if has_dictionary(col.type) else col for col in data.columns]
     return pa.Table.from_arrays(cols, schema=data.schema)
 
 

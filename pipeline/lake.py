@@ -172,8 +172,6 @@ class Lake:
 def settings_from_metadata(md: pq.FileMetaData, path: Path | None = None) -> dict:
     """Best reading of how a file was written, for lakes without a manifest. With the file's
     `path`, whether its pages carry CRC-32 checksums too (the footer does not say)."""
-    schema = md.schema.to_arrow_schema()
-    names = schema.names
     rg0 = md.row_group(0) if md.num_row_groups else None
     compression, dictionary = {}, []
     if rg0 is not None:
@@ -182,12 +180,14 @@ def settings_from_metadata(md: pq.FileMetaData, path: Path | None = None) -> dic
             name = col.path_in_schema.split(".")[0]
             compression[name] = col.compression.upper().replace("UNCOMPRESSED", "NONE")
             if any("DICTIONARY" in e for e in col.encodings):
-                dictionary.append(name)
+                # a nested column's leaf by its path: pyarrow applies a top-level name to no
+                # leaf of a list or struct, which a rewrite would then write plain
+                dictionary.append(col.path_in_schema)
     rows = max((md.row_group(i).num_rows for i in range(md.num_row_groups)), default=65536)
     return {
         "compression": compression or "ZSTD",
         "compression_level": None,
-        "use_dictionary": [n for n in names if n in dictionary],
+        "use_dictionary": dictionary,
         "write_statistics": True,
         "bloom_filter_options": _bloom_options(rg0, rows) if rg0 is not None else None,
         "write_page_checksum": True if path is not None and rg0 is not None

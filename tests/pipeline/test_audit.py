@@ -598,6 +598,26 @@ def test_a_dictionary_entry_no_row_uses_is_physical_residue(date_src: Path,
         ("contact (dictionary entries no row uses)", "email", 1, False)]
 
 
+def test_a_table_files_text_inside_lists_structs_and_maps_is_searched(tmp_path: Path) -> None:
+    """A table file's nested columns: their text leaves' values, rows counted, and their
+    dictionaries' unused entries (a list's or struct's dictionary is written whole too).
+    Before, a table file was read through its top-level columns only."""
+    needles = Needles(keys={}, emails=["secret@y.io"], phones=["+1 555 0100"], names=[])
+    kept = pa.array(["a@x.io", "secret@y.io"]).dictionary_encode().filter(
+        pa.array([True, False]))  # its dictionary still holds the erased email
+    pq.write_table(pa.table({
+        "cc": pa.array([["a@x.io", "secret@y.io", "secret@y.io"], []]),  # a value, twice
+        "contact": pa.StructArray.from_arrays([kept.take(pa.array([0, 0]))], names=["email"]),
+        "tags": pa.array([[("phone", "+1 555 0100")], None],
+                         pa.map_(pa.string(), pa.string()))}), tmp_path / "t.parquet")
+    found = audit_parquet(tmp_path / "t.parquet", "t.parquet", needles,
+                          needles.text_patterns(False), True)
+    assert sorted((f.column, f.kind, f.rows, f.visible) for f in found) == [
+        ("cc", "email", 1, True),
+        ("contact.email (dictionary entries no row uses)", "email", 1, False),
+        ("tags.value", "phone", 1, True)]
+
+
 def test_dictionary_entries_in_an_arrow_export(tmp_path: Path) -> None:
     """An Arrow IPC export: its batches share one dictionary (an entry one batch uses is not
     unused because another does not), and a view-typed dictionary (as Polars writes a

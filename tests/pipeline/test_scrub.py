@@ -463,20 +463,36 @@ def test_ctrl_c_while_keys_resolve_says_nothing_was_touched(
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_no_erased_value_stays_in_a_dictionary(tmp_path: Path, strategy: str) -> None:
-    """A dictionary-typed column (as pyarrow writes one from a dictionary array): the erased
-    rows' values must leave the file's dictionary page too, not only its rows."""
+    """A dictionary-typed column (as pyarrow writes one from a dictionary array), in a list
+    or a struct too: the erased rows' values must leave the file's dictionary pages, not only
+    its rows."""
     lake = tmp_path / "shop"
     (lake / "users" / "region=eu").mkdir(parents=True)
     path = lake / "users" / "region=eu" / "part-0.parquet"
     emails = pa.array(["a@x.io", "secret@y.io", "c@x.io"]).dictionary_encode()
-    pq.write_table(pa.table({"customer_id": [1, 2, 3], "email": emails}), path,
-                   compression="none")
+    aliases = pa.array(["al", "secret-alias", "cy"]).dictionary_encode()  # inside lists
+    pq.write_table(pa.table({
+        "customer_id": [1, 2, 3], "email": emails,
+        "aliases": pa.ListArray.from_arrays(pa.array([0, 1, 2, 3], pa.int32()), aliases),
+        "contact": pa.StructArray.from_arrays([emails.cast(pa.string()).dictionary_encode()],
+                                              names=["backup"])}), path, compression="none")
     spec = {"subject": "customer_id", "tables": {"users": {"customer_id": "customer_id"}}}
     (tmp_path / "lineage.json").write_text(json.dumps(spec))
-    assert b"secret@y.io" in path.read_bytes()
+    assert b"secret@y.io" in path.read_bytes() and b"secret-alias" in path.read_bytes()
+
+    def encodings() -> dict[str, tuple[str, ...]]:
+        rg = pq.ParquetFile(path).metadata.row_group(0)
+        return {rg.column(i).path_in_schema: rg.column(i).encodings
+                for i in range(rg.num_columns)}
+    before = encodings()
     run_scrub(Lake.open(lake, tmp_path / "lineage.json"), request([2]), strategy)
-    assert pq.read_table(path)["email"].to_pylist() == ["a@x.io", "c@x.io"]
-    assert b"secret@y.io" not in path.read_bytes()
+    assert encodings() == before  # nested leaves dictionary-encoded as in the source
+    kept = pq.read_table(path)
+    assert kept["email"].to_pylist() == ["a@x.io", "c@x.io"]
+    assert kept["aliases"].to_pylist() == [["al"], ["cy"]]
+    assert kept["contact"].to_pylist() == [{"backup": "a@x.io"}, {"backup": "c@x.io"}]
+    # nested dictionaries are written whole as well (lists and structs alike)
+    assert b"secret@y.io" not in path.read_bytes() and b"secret-alias" not in path.read_bytes()
 
 
 def test_a_receipt_copy_that_fails_after_the_job_leaves_it_finished(date_src: Path,

@@ -296,7 +296,7 @@ def audit_parquet(path: Path, rel: str, needles: Needles, patterns: dict,
         typ = schema.field(name).type
         if _is_string(typ):
             text.append(name)
-        elif nested and pa.types.is_nested(typ):
+        elif nested and pa.types.is_nested(typ) and _holds_string(typ):
             holders.append(name)  # a list, struct or map: its text leaves are searched
         if name in needles.keys:
             keys.append(name)
@@ -334,12 +334,25 @@ def _nested_text_findings(name: str, col: pa.Array, rel: str, patterns: dict,
     for leaf, values, rows in _leaves(name, col):
         if not _is_string(values.type):
             continue
+        values = plain_views(values)  # (a stored schema keeps string views in lists too)
         for kind, mask in _text_value_masks(values, patterns).items():
             if n := _rows_hit(mask, rows):
                 out.append(Finding(rel, leaf, kind, n, visible, possible=kind in POSSIBLE))
         if (unused := unused_entries(values)) is not None:
             out += _text_findings(unused, rel, f"{leaf} {UNUSED}", patterns, False)
     return out
+
+
+def _holds_string(t: pa.DataType) -> bool:
+    """Whether a type is text or holds some (in a list, struct, map or union)."""
+    if _is_string(t):
+        return True
+    if pa.types.is_map(t):
+        return _holds_string(t.key_type) or _holds_string(t.item_type)
+    if pa.types.is_struct(t) or pa.types.is_union(t):
+        return any(_holds_string(f.type) for f in t)
+    return hasattr(t, "value_type") and not pa.types.is_dictionary(t) and \
+        _holds_string(t.value_type)
 
 
 def _is_string(t: pa.DataType) -> bool:

@@ -105,17 +105,42 @@ def _plain(t: pa.DataType) -> pa.DataType:
 
 def without_unused_entries(arr: pa.Array) -> pa.Array:
     """`arr` with only the dictionary entries its rows use (renumbered, in the same order);
-    a list, struct or map holding dictionaries with each one rebuilt from the values its
-    rows use (decoded and encoded again: the Parquet writer writes a nested dictionary
-    whole too); any other array as it is."""
+    in a list or struct, each dictionary it holds likewise (the Parquet writer writes a
+    nested dictionary whole too); any other array as it is. Unchanged (the same object)
+    when every entry is used."""
     if not pa.types.is_dictionary(arr.type):
-        return arr.cast(_plain(arr.type)).cast(arr.type) if has_dictionary(arr.type) else arr
+        return _nested_without_unused_entries(arr) if has_dictionary(arr.type) else arr
     if not len(arr.dictionary):
         return arr
     used = entries_used(arr)
     if used.all():
         return arr
     return _renumbered(arr, used, entries(arr.dictionary, used))
+
+
+def _nested_without_unused_entries(arr: pa.Array) -> pa.Array:
+    """A list's values or a struct's fields pruned in place (entries keep their order), the
+    array rebuilt around them only if one changed. Other kinds (maps, fixed-size lists,
+    list views: rare in Parquet) are decoded and encoded again."""
+    t = arr.type
+    mask = arr.is_null() if arr.null_count else None
+    if pa.types.is_struct(t):
+        fields = [arr.field(i) for i in range(t.num_fields)]  # (sliced as `arr` is)
+        pruned = [without_unused_entries(f) for f in fields]
+        if all(p is f for p, f in zip(pruned, fields, strict=True)):
+            return arr
+        return pa.StructArray.from_arrays(pruned, fields=list(t), mask=mask)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        offsets = arr.offsets.to_numpy()  # (the slice's, into the whole values array)
+        values = arr.values.slice(offsets[0], offsets[-1] - offsets[0])
+        pruned = without_unused_entries(values)
+        if pruned is values:
+            return arr
+        large = pa.types.is_large_list(t)
+        cls = pa.LargeListArray if large else pa.ListArray
+        return cls.from_arrays(pa.array(offsets - offsets[0], pa.int64() if large else
+                                        pa.int32()), pruned, type=t, mask=mask)
+    return arr.cast(_plain(t)).cast(t)
 
 
 def _renumbered(arr: pa.DictionaryArray, used: np.ndarray, kept: pa.Array) -> pa.Array:

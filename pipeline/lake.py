@@ -176,12 +176,13 @@ def settings_from_metadata(md: pq.FileMetaData, path: Path | None = None) -> dic
     compression, dictionary = {}, []
     if rg0 is not None:
         for i in range(rg0.num_columns):
+            # each leaf by its path (`aliases.list.element`): pyarrow applies a top-level
+            # name to no leaf of a list or struct, which a rewrite then wrote plain and
+            # uncompressed
             col = rg0.column(i)
-            name = col.path_in_schema.split(".")[0]
-            compression[name] = col.compression.upper().replace("UNCOMPRESSED", "NONE")
+            compression[col.path_in_schema] = col.compression.upper().replace("UNCOMPRESSED",
+                                                                              "NONE")
             if any("DICTIONARY" in e for e in col.encodings):
-                # a nested column's leaf by its path: pyarrow applies a top-level name to no
-                # leaf of a list or struct, which a rewrite would then write plain
                 dictionary.append(col.path_in_schema)
     rows = max((md.row_group(i).num_rows for i in range(md.num_row_groups)), default=65536)
     return {

@@ -609,13 +609,15 @@ def test_a_table_files_text_inside_lists_structs_and_maps_is_searched(tmp_path: 
         "cc": pa.array([["a@x.io", "secret@y.io", "secret@y.io"], []]),  # a value, twice
         "contact": pa.StructArray.from_arrays([kept.take(pa.array([0, 0]))], names=["email"]),
         "tags": pa.array([[("phone", "+1 555 0100")], None],
-                         pa.map_(pa.string(), pa.string()))}), tmp_path / "t.parquet")
+                         pa.map_(pa.string(), pa.string())),
+        "seen": pa.array([[], ["secret@y.io"]], pa.list_(pa.string_view())),  # views, kept
+        "vector": pa.array([[0.5], [1.5]], pa.list_(pa.float32()))}), tmp_path / "t.parquet")
     found = audit_parquet(tmp_path / "t.parquet", "t.parquet", needles,
                           needles.text_patterns(False), True)
     assert sorted((f.column, f.kind, f.rows, f.visible) for f in found) == [
         ("cc", "email", 1, True),
         ("contact.email (dictionary entries no row uses)", "email", 1, False),
-        ("tags.value", "phone", 1, True)]
+        ("seen", "email", 1, True), ("tags.value", "phone", 1, True)]
 
 
 def test_dictionary_entries_in_an_arrow_export(tmp_path: Path) -> None:

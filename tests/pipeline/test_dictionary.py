@@ -78,3 +78,26 @@ def test_chunks_sharing_a_dictionary_keep_sharing_one(tmp_path: Path) -> None:
             .total_uncompressed_size
 
     assert size(out) * 2 < size(apart)  # dictionary pages throughout, not PLAIN
+
+
+def test_dictionaries_in_lists_and_structs_are_pruned_in_place() -> None:
+    """Entries keep their order (an ordered dictionary keeps its meaning), a slice counts
+    only its own rows, and an array whose entries are all used comes back as it is."""
+    ordered = pa.DictionaryArray.from_arrays(pa.array([2, 0, 1, 0], pa.int8()),
+                                             pa.array(["low", "mid", "high"]), ordered=True)
+    lists = pa.ListArray.from_arrays(pa.array([0, 1, 2, 2, 4], pa.int32()), ordered,
+                                     mask=pa.array([False, False, True, False]))
+    kept = lists.filter(pa.array([True, True, True, False]))  # "mid" and the last "low" go
+    pruned = without_unused_entries(kept)
+    assert pruned.to_pylist() == kept.to_pylist() and pruned.type == kept.type
+    assert pruned.values.dictionary.to_pylist() == ["low", "high"]
+    assert without_unused_entries(pruned) is pruned
+    tail = lists.slice(3)
+    assert without_unused_entries(tail).values.dictionary.to_pylist() == ["low", "mid"]
+    struct = pa.StructArray.from_arrays([ordered, pa.array([1, 2, 3, 4])], names=["e", "n"])
+    one = struct.filter(pa.array([False, True, False, False]))
+    assert without_unused_entries(one).field(0).dictionary.to_pylist() == ["low"]
+    assert without_unused_entries(one).to_pylist() == [{"e": "low", "n": 2}]
+    table = pa.table({"l": kept, "s": struct.slice(1)})
+    assert table_without_unused_entries(table)["l"].chunk(0).values.dictionary.to_pylist() \
+        == ["low", "high"]

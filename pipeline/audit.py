@@ -43,7 +43,7 @@ from pipeline.audit_tables import (
     unopenable_format,
 )
 from pipeline.audit_unpack import bind, check_cancelled, current_dir, unpack_dir
-from pipeline.dictionary import entries, entries_used, unused_entries
+from pipeline.dictionary import child_types, entries, entries_used, unused_entries
 from pipeline.lake import SCRUB_DIR, Lake
 from pipeline.plan import key_array, match, match_np, plain_views
 
@@ -345,14 +345,8 @@ def _nested_text_findings(name: str, col: pa.Array, rel: str, patterns: dict,
 
 def _holds_string(t: pa.DataType) -> bool:
     """Whether a type is text or holds some (in a list, struct, map or union)."""
-    if _is_string(t):
-        return True
-    if pa.types.is_map(t):
-        return _holds_string(t.key_type) or _holds_string(t.item_type)
-    if pa.types.is_struct(t) or pa.types.is_union(t):
-        return any(_holds_string(f.type) for f in t)
-    return hasattr(t, "value_type") and not pa.types.is_dictionary(t) and \
-        _holds_string(t.value_type)
+    kids = [f.type for f in t] if pa.types.is_union(t) else child_types(t)
+    return _is_string(t) or any(_holds_string(c) for c in kids)
 
 
 def _is_string(t: pa.DataType) -> bool:

@@ -70,10 +70,11 @@ def unused_entries(arr: pa.Array) -> pa.Array | None:
 
 def has_dictionary(t: pa.DataType) -> bool:
     """Whether `t` is a dictionary type or holds one (in a list, struct or map)."""
-    return pa.types.is_dictionary(t) or any(has_dictionary(c) for c in _children(t))
+    return pa.types.is_dictionary(t) or any(has_dictionary(c) for c in child_types(t))
 
 
-def _children(t: pa.DataType) -> list[pa.DataType]:
+def child_types(t: pa.DataType) -> list[pa.DataType]:
+    """The types a struct, map or list kind holds (none for any other type)."""
     if pa.types.is_struct(t):
         return [f.type for f in t]
     if pa.types.is_map(t):
@@ -123,13 +124,12 @@ def _nested_without_unused_entries(arr: pa.Array) -> pa.Array:
     array rebuilt around them only if one changed. Other kinds (maps, fixed-size lists,
     list views: rare in Parquet) are decoded and encoded again."""
     t = arr.type
-    mask = arr.is_null() if arr.null_count else None
     if pa.types.is_struct(t):
         fields = [arr.field(i) for i in range(t.num_fields)]  # (sliced as `arr` is)
         pruned = [without_unused_entries(f) for f in fields]
         if all(p is f for p, f in zip(pruned, fields, strict=True)):
             return arr
-        return pa.StructArray.from_arrays(pruned, fields=list(t), mask=mask)
+        return pa.StructArray.from_arrays(pruned, fields=list(t), mask=_validity(arr))
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         offsets = arr.offsets.to_numpy()  # (the slice's, into the whole values array)
         values = arr.values.slice(offsets[0], offsets[-1] - offsets[0])
@@ -139,8 +139,13 @@ def _nested_without_unused_entries(arr: pa.Array) -> pa.Array:
         large = pa.types.is_large_list(t)
         cls = pa.LargeListArray if large else pa.ListArray
         return cls.from_arrays(pa.array(offsets - offsets[0], pa.int64() if large else
-                                        pa.int32()), pruned, type=t, mask=mask)
+                                        pa.int32()), pruned, type=t, mask=_validity(arr))
     return arr.cast(_plain(t)).cast(t)
+
+
+def _validity(arr: pa.Array) -> pa.Array | None:
+    """The nulls of `arr` as a mask for from_arrays (None: there are none)."""
+    return arr.is_null() if arr.null_count else None
 
 
 def _renumbered(arr: pa.DictionaryArray, used: np.ndarray, kept: pa.Array) -> pa.Array:

@@ -4,7 +4,15 @@ run's end."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
+
+# A shell starts a background job (`make test &`) with SIGINT ignored, and its children inherit
+# that: a child then never sees the Ctrl-C the tests send it. Python's own handler is reset to
+# the default in a child it starts, so the tests' children get Ctrl-C as a user's would.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The workers share numba's cache (`make setup` filled it): its loads and saves take a lock
 # (pipeline/kernels.py), so two workers compiling at once cannot corrupt it.

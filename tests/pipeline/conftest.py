@@ -11,7 +11,7 @@ import pytest
 from generators.config import LakeConfig
 from generators.lake import generate
 
-TINY = dict(sf=0.003, days=3, seed=11)
+TINY = dict(sf=0.003, days=2, seed=11)
 
 
 def _make(tmp_path_factory: pytest.TempPathFactory, layout: str, **kw) -> Path:
@@ -20,18 +20,21 @@ def _make(tmp_path_factory: pytest.TempPathFactory, layout: str, **kw) -> Path:
     return out
 
 
+def lake_state(root: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file under a lake: a write into a file, in place
+    or through one of its hard links, changes them (cheaper than hashing every byte)."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
 def _shared(src: Path) -> Iterator[Path]:
     """A session's source lake, checked unchanged at the end: tests work on hard-linked
     snapshots, so a test that writes into a snapshot's file in place (truncate, write_text)
     changes the source under every later test; this names it instead of a trail of failures
     elsewhere."""
-    def state() -> dict[str, tuple[int, int]]:
-        return {p.relative_to(src).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-                for p in src.rglob("*") if p.is_file()}
-
-    before = state()
+    before = lake_state(src)
     yield src
-    changed = sorted(k for k, v in state().items() if before.get(k) != v)
+    changed = sorted(k for k, v in lake_state(src).items() if before.get(k) != v)
     assert not changed, f"a test wrote into the shared source lake {src}: {changed[:5]}"
 
 

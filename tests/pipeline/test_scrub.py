@@ -4,6 +4,7 @@ every other row unchanged; the audit then finds nothing."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from pipeline.audit import run_audit
 from pipeline.intake import ErasureRequest
 from pipeline.lake import Lake, LakeError
 from pipeline.scrub import run_scrub
-from tests.pipeline.conftest import lake_digest, snapshot
+from tests.pipeline.conftest import lake_digest, lake_state, snapshot
 
 STRATEGIES = ("arrow", "duckdb", "polars")
 _n = count()
@@ -38,15 +39,22 @@ def read_all(lake: Path, table: str) -> pl.DataFrame:
     return pl.read_parquet(lake / table / "**" / "*.parquet", hive_partitioning=True)
 
 
+@functools.cache
+def read_source(src: Path, table: str) -> pl.DataFrame:
+    """read_all of a session's source lake, read once (it never changes: checked at the
+    session's end)."""
+    return read_all(src, table)
+
+
 def expected_after(src: Path, ids: list[int]) -> dict[str, pl.DataFrame]:
     """What each table must hold after erasing `ids`, computed independently with Polars joins
     through the lineage (not with any pipeline code)."""
     c = pl.Series("customer_id", ids, dtype=pl.Int64)
-    rec = read_all(src, "recordings").filter(pl.col("customer_id").is_in(c.implode()))
-    links = read_all(src, "skill_links").filter(pl.col("customer_id").is_in(c.implode()))
+    rec = read_source(src, "recordings").filter(pl.col("customer_id").is_in(c.implode()))
+    links = read_source(src, "skill_links").filter(pl.col("customer_id").is_in(c.implode()))
     out = {}
     for name in TABLES:
-        df = read_all(src, name)
+        df = read_source(src, name)
         if name == "actions":
             df = df.filter(~pl.col("recording_id").is_in(rec["recording_id"].implode()))
         elif name == "skill_events":
@@ -68,7 +76,7 @@ def assert_same_rows(a: pl.DataFrame, b: pl.DataFrame, name: str) -> None:
 
 def check_scrub(src: Path, work: Path, ids: list[int], strategy: str) -> dict:
     lake_dir = snapshot(src, work)
-    before = lake_digest(src)
+    before = lake_state(src)
     outcome = run_scrub(Lake.open(lake_dir), request(ids), strategy, workers=2)
     receipt = outcome.receipt
     assert receipt["verification"]["passed"]
@@ -79,7 +87,7 @@ def check_scrub(src: Path, work: Path, ids: list[int], strategy: str) -> dict:
     assert report.clean, report.residue[:5]
     assert report.visible_rows == 0 and report.hidden_rows == 0
     assert not list(lake_dir.rglob("*.tmp")), "temp files survived"
-    assert lake_digest(src) == before, "the scrub wrote into a file of the source snapshot"
+    assert lake_state(src) == before, "the scrub wrote into a file of the source snapshot"
     m = json.loads((lake_dir / "_lake.json").read_text())
     for name in TABLES:
         assert m["tables"][name]["rows"] == expected[name].filter(

@@ -11,7 +11,7 @@ import pytest
 from generators.config import LakeConfig
 from generators.lake import generate
 
-TINY = dict(sf=0.003, days=2, seed=11)
+TINY = dict(sf=0.003, days=1, seed=11)
 
 
 def _make(tmp_path_factory: pytest.TempPathFactory, layout: str, **kw) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,20 @@ def test_another_process_waits_for_the_lock_to_use_the_cache(monkeypatch: pytest
     with kernels.compile_lock(index.parent):
         second = start()
         assert second.stdout.readline() == "imported\n"
-        with pytest.raises(subprocess.TimeoutExpired):
-            second.wait(timeout=1.5)  # the cache's load waits while this process holds it
+        # the cache's load waits while this process holds the lock: seen as its blocked
+        # request in /proc/locks (without the lock it would finish: no wait, however slow)
+        deadline = time.monotonic() + 60
+        while not _waits_for_a_flock(second.pid) and second.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _waits_for_a_flock(second.pid), f"not waiting (exit status {second.poll()})"
     assert second.communicate(timeout=60)[0] == "done\n" and second.returncode == 0
+
+
+def _waits_for_a_flock(pid: int) -> bool:
+    """A blocked flock() request of `pid`: `N: -> FLOCK ADVISORY WRITE <pid> ...`."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if parts[1:3] == ["->", "FLOCK"] and len(parts) > 5 and parts[5] == str(pid):
+            return True
+    return False

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -72,3 +73,25 @@ def lake_digest(root: Path) -> dict[str, str]:
     """Content hash of every file under a lake (to prove a lake was not touched)."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def n_customers(format_src: Path) -> int:
+    return json.loads((format_src / "_lake.json").read_text())["config"]["n_customers"]
+
+
+@pytest.fixture(scope="session")
+def converted(format_src: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """format_src converted to each format once per session (read-only: tests that erase work
+    on a fresh copy, format_lakes.fresh), and to Iceberg once more at the path its fresh
+    copies are restored to."""
+    from pipeline.formats import available
+    from pipeline.formats.convert import convert
+    from pipeline.lake import Lake
+
+    root = tmp_path_factory.mktemp("converted")
+    out = {fmt: convert(Lake.open(format_src), fmt, root / fmt).root for fmt in available()}
+    work = convert(Lake.open(format_src), "iceberg", root / "iceberg-work").root
+    out["iceberg-work"], out["iceberg-pristine"] = work, root / "iceberg-pristine"
+    shutil.copytree(work, out["iceberg-pristine"])
+    return out

@@ -1,9 +1,9 @@
 """The table-format strategies (Delta, Iceberg, DuckLake): conversion, the two steps, the audit
-of logical and physical residue, and the refusals."""
+of logical and physical residue, and the refusals (failures and re-runs:
+test_format_failures.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -20,89 +20,20 @@ from typer.testing import CliRunner
 from pipeline.audit import run_audit
 from pipeline.cli import app
 from pipeline.format_scrub import resolve_format_keys, run_format_scrub, run_purge
-from pipeline.formats import FormatLake, available, get
-from pipeline.formats.convert import convert
-from pipeline.intake import ErasureRequest, parse_ids
-from pipeline.journal import Journal
+from pipeline.formats import FormatLake, get
+from pipeline.intake import parse_ids
 from pipeline.lake import Lake, LakeError
-from pipeline.plan import match
-from pipeline.rowhash import row_checksum
 from pipeline.scrub import run_scrub
-from pipeline.strategies.base import add64
-from tests.pipeline.cli_child import run_cli
 from tests.pipeline.conftest import lake_digest, snapshot
+from tests.pipeline.format_lakes import (
+    FORMATS,
+    EngineError,
+    erasure_request,
+    fresh,
+    kept_checksums,
+)
 
-FORMATS = list(available())
 runner = CliRunner()
-
-
-def _plain(b: pa.RecordBatch) -> pa.Table:
-    t = pa.Table.from_batches([b])
-    cols = []
-    for c in t.columns:
-        typ = c.type
-        if pa.types.is_dictionary(typ):
-            typ = typ.value_type
-        if pa.types.is_string_view(typ):
-            typ = pa.string()
-        if pa.types.is_binary_view(typ):
-            typ = pa.binary()
-        cols.append(c.cast(typ))
-    t = pa.table(cols, names=t.column_names)
-    return t.select(sorted(t.column_names))
-
-
-def kept_checksums(flake: FormatLake, erase: dict[str, pa.Array] | None) -> dict[str, tuple]:
-    """Per table: (rows, checksum) of the rows the snapshot shows, minus rows holding a key."""
-    fmt = get(flake.format)
-    out = {}
-    for table in flake.tables():
-        rows, total = 0, 0
-        for b in fmt.scan(flake, table):
-            t = _plain(b)
-            if erase is not None:
-                for rule in flake.lineage.rules_for(table):
-                    t = t.filter(pc.invert(match(t[rule.column], erase[rule.key])))
-            rows += t.num_rows
-            total = add64(total, row_checksum(t))
-        out[table] = (rows, total)
-    return out
-
-
-def _request(ids: list[int]) -> ErasureRequest:
-    return ErasureRequest(np.unique(np.array(ids, np.int64)), dt.datetime.now(dt.UTC), "test", 0)
-
-
-@pytest.fixture(scope="module")
-def n_customers(format_src: Path) -> int:
-    return json.loads((format_src / "_lake.json").read_text())["config"]["n_customers"]
-
-
-@pytest.fixture(scope="module")
-def converted(format_src: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each format converted once (read-only: tests that erase work on a fresh copy), and
-    Iceberg once more at the path its fresh copies are restored to (see fresh)."""
-    root = tmp_path_factory.mktemp("converted")
-    out = {fmt: convert(Lake.open(format_src), fmt, root / fmt).root for fmt in FORMATS}
-    work = convert(Lake.open(format_src), "iceberg", root / "iceberg-work").root
-    out["iceberg-work"], out["iceberg-pristine"] = work, root / "iceberg-pristine"
-    shutil.copytree(work, out["iceberg-pristine"])
-    return out
-
-
-def fresh(fmt: str, converted: dict[str, Path], format_src: Path, dst: Path) -> FormatLake:
-    """A format lake to erase from: a copy of the converted one where the format allows it
-    (Delta's paths are relative, DuckLake's data path is overridden on attach). Iceberg's
-    metadata and catalog hold absolute paths: its pristine copy is restored where it was
-    converted (one at a time: a file's tests run in one process, one after the other), and
-    `dst` is not used (read the lake's root from the returned lake)."""
-    if fmt == "iceberg":
-        work = converted["iceberg-work"]
-        shutil.rmtree(work)
-        shutil.copytree(converted["iceberg-pristine"], work)
-        return FormatLake.open(work)
-    shutil.copytree(converted[fmt], dst)
-    return FormatLake.open(dst)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -135,7 +66,7 @@ def test_two_steps_logical_then_physical(fmt: str, format_src: Path, tmp_path: P
     keys = resolve_format_keys(flake, get(fmt), np.array(ids, np.int64))
     before = kept_checksums(flake, keys)
 
-    receipt, _ = run_format_scrub(flake, _request(ids), fmt, logical_only=True)
+    receipt, _ = run_format_scrub(flake, erasure_request(ids), fmt, logical_only=True)
     assert receipt["logical"]["verification"]["passed"]
     assert receipt["request"]["unknown_ids"] == 1
     logical = run_audit(Lake.open(flake.root), np.array(ids), names=False)
@@ -157,11 +88,11 @@ def test_two_steps_logical_then_physical(fmt: str, format_src: Path, tmp_path: P
     assert all(len(h) == 32 for h in done["request"]["ids_hashed"])  # hashes, no raw id
 
     # the same request again: the lake is as the purge left it, a no-op
-    again, _ = run_format_scrub(flake, _request(ids), fmt)
+    again, _ = run_format_scrub(flake, erasure_request(ids), fmt)
     assert again["job_id"] == done["job_id"]
     # once another job changed the lake, the same ids are a new request (the next job)
-    run_format_scrub(flake, _request([3]), fmt)
-    later, _ = run_format_scrub(flake, _request(ids), fmt)
+    run_format_scrub(flake, erasure_request([3]), fmt)
+    later, _ = run_format_scrub(flake, erasure_request(ids), fmt)
     assert later["job_id"] == done["job_id"] + "-1"
     assert later["logical"]["verification"]["passed"]
 
@@ -178,7 +109,7 @@ def test_scrub_random_customers(fmt: str, format_src: Path,
     flake = fresh(fmt, converted, format_src, root)
     keys = resolve_format_keys(flake, get(fmt), np.unique(np.array(ids, np.int64)))
     before = kept_checksums(flake, keys)
-    receipt, _ = run_format_scrub(flake, _request(ids), fmt)  # both steps
+    receipt, _ = run_format_scrub(flake, erasure_request(ids), fmt)  # both steps
     assert receipt["physical"]["verification"]["passed"]
     assert kept_checksums(flake, None) == before
     assert run_audit(Lake.open(flake.root), np.array(sorted(set(ids))), names=False).clean
@@ -198,7 +129,7 @@ def test_the_room_bound_follows_a_lineage_with_two_keys_on_a_table(
     (flake.root / "_lake.json").write_text(json.dumps(manifest))
     flake = FormatLake.open(flake.root)
     assert len(flake.lineage.rules_for("recordings")) == 2
-    receipt, _ = run_format_scrub(flake, _request([3, 4, 5]), "delta")
+    receipt, _ = run_format_scrub(flake, erasure_request([3, 4, 5]), "delta")
     removed = sum(t.get("files_removed", 0) for t in receipt["logical"]["tables"].values())
     assert receipt["room_checked"]["data_files_to_rewrite"] == removed > 0
     # the receipt keeps both DELETEs of the table (the second found nothing left)
@@ -279,7 +210,7 @@ def test_every_named_query_after_a_delete_matches_the_parquet_lake(
     parquet = snapshot(format_src, tmp_path / "parquet")
     run_scrub(Lake.open(parquet), parse_ids("7,8"), "arrow", workers=1)
     flake = fresh(fmt, converted, format_src, tmp_path / fmt)
-    run_format_scrub(flake, _request(ids), fmt, logical_only=True)
+    run_format_scrub(flake, erasure_request(ids), fmt, logical_only=True)
     want_con, got_con = connect(parquet), connect(flake.root)
     # a kept customer with skill links, so that every query has rows to compare
     kept = want_con.sql("SELECT min(customer_id) FROM skill_links WHERE customer_id > 8"
@@ -292,27 +223,6 @@ def test_every_named_query_after_a_delete_matches_the_parquet_lake(
         got = run_named(got_con, q.name, params).fetchall()
         assert sorted(map(repr, got)) == sorted(map(repr, want)), q.name
         assert want, q.name  # a comparison of something
-
-
-def test_a_plain_rerun_of_a_logical_only_job_purges(format_src: Path, tmp_path: Path,
-                                                    converted: dict[str, Path]) -> None:
-    """A request done with --logical-only, asked again without it (both steps): nothing is
-    left to delete, but the purge it waits for runs; asked once more, nothing to do."""
-    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
-    args = ["scrub", "--lake", str(flake.root), "--strategy", "ducklake", "--ids", "7,8"]
-    assert runner.invoke(app, [*args, "--logical-only"]).exit_code == 0
-    assert not run_audit(Lake.open(flake.root), np.array([7, 8]), names=False).clean
-    r = runner.invoke(app, args)
-    assert r.exit_code == 0, r.output
-    out = " ".join(r.output.split())
-    assert "already finished" not in out and "the purge, which ran now" in out
-    assert "state: physically deleted" in out and "stay on disk" not in out
-    assert run_audit(Lake.open(flake.root), np.array([7, 8]), names=False).clean
-    job = next((flake.root / "_scrub" / "receipts").glob("[0-9a-f]*.json"))
-    assert json.loads(job.read_text())["state"] == "physically deleted"  # the copy users read
-    r = runner.invoke(app, args)
-    out = " ".join(r.output.split())
-    assert r.exit_code == 0 and "already finished" in out and "ran now" not in out
 
 
 def test_delta_views_take_partitions_from_the_log_not_the_path(
@@ -363,13 +273,9 @@ def test_options_a_format_lake_has_no_use_for_are_refused(converted: dict[str, P
     assert lake_digest(lake) == before
 
 
-class _EngineError(Exception):
-    """How delta-rs and DuckDB report a full disk: their own type, the OS's words, no errno."""
-
-
 @pytest.mark.parametrize(("error", "code", "says"), [
     (OSError(28, "No space left on device"), 1, "no space left on the device of"),
-    (_EngineError("Generic LocalFileSystem error: No space left on device (os error 28)"), 1,
+    (EngineError("Generic LocalFileSystem error: No space left on device (os error 28)"), 1,
      "no space left on the device of"),
     (KeyboardInterrupt(), 130, "interrupted: the partial lake was removed"),
     (SystemExit(143), 143, "interrupted: the partial lake was removed"),
@@ -398,117 +304,6 @@ def test_convert_stopped_midway_leaves_no_partial_lake(
     if code == 1:
         assert "2 of 9 tables done" in " ".join(r.output.split())
     assert not out.exists()
-
-
-def test_a_full_disk_during_a_format_delete_is_one_line_and_the_command_finishes(
-        format_src: Path, tmp_path: Path, converted: dict[str, Path],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    fmt = get("ducklake")
-    cls = type(fmt)
-    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
-    real, calls = cls.delete, []
-
-    def delete(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        calls.append(args[1])
-        if len(calls) == 3:
-            raise _EngineError('Could not write file "catalog.ducklake.wal": No space left '
-                               "on device")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(cls, "delete", delete)
-    args = ["scrub", "--lake", str(flake.root), "--strategy", "ducklake", "--ids", "3,4"]
-    r = runner.invoke(app, args)
-    assert r.exit_code == 1, r.output
-    out = " ".join(r.output.split())
-    assert "is full" in out and "re-run the same command to finish it" in out
-    assert "Traceback" not in r.output
-    monkeypatch.setattr(cls, "delete", real)
-    r = runner.invoke(app, args)
-    assert r.exit_code == 0, r.output
-    assert run_audit(Lake.open(flake.root), np.array([3, 4]), names=False).clean
-
-
-def _parquet_files(root: Path) -> set[Path]:
-    """The lake's data files (not the job's own, under _scrub/)."""
-    return {p for p in root.rglob("*.parquet") if "_scrub" not in p.relative_to(root).parts}
-
-
-def test_a_failed_commit_leaves_none_of_the_files_it_wrote(
-        format_src: Path, tmp_path: Path, converted: dict[str, Path],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """pyiceberg writes a DELETE's new data files, then commits: a commit that fails (here,
-    the catalog's, as a full disk would) leaves files no snapshot reads. They are removed at
-    once, so the re-run has their room back."""
-    import errno
-
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    flake = fresh("iceberg", converted, format_src, tmp_path / "ice")
-    before = _parquet_files(flake.root)
-    written: list[int] = []
-
-    def commit_table(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        written.append(len(_parquet_files(flake.root) - before))
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(SqlCatalog, "commit_table", commit_table)
-    args = ["scrub", "--lake", str(flake.root), "--strategy", "iceberg", "--ids", "3,4"]
-    r = runner.invoke(app, args)
-    assert r.exit_code == 1, r.output
-    assert written and written[0] > 0  # the DELETE had written its files when it failed
-    assert _parquet_files(flake.root) == before
-    monkeypatch.undo()
-    assert runner.invoke(app, args).exit_code == 0
-    assert run_audit(Lake.open(flake.root), np.array([3, 4]), names=False).clean
-
-
-def test_a_file_a_commit_made_live_is_never_removed(
-        format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
-    """A failure after the commit (the DELETE's files are live) removes nothing."""
-    from pipeline.formats.orphans import remove_orphans
-
-    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
-    fmt = get("ducklake")
-    before = _parquet_files(flake.root)
-    table = "transcripts"
-    fmt.delete(flake, table, "customer_id", pa.array([3, 4], pa.int64()))
-    new = _parquet_files(flake.root) - before
-    assert new  # delete files, now live
-    stray = fmt.table_dir(flake, table) / "stray.parquet"
-    pq.write_table(pa.table({"x": [1]}), stray)
-    root = fmt.table_dir(flake, table)
-    assert remove_orphans(flake, fmt, table, root, {p.resolve() for p in before},
-                          tries=2, pause=0) == 1
-    assert _parquet_files(flake.root) - before == new
-    assert not stray.exists()
-
-
-def test_a_stopped_delta_purge_keeps_the_checkpoint_it_wrote(
-        format_src: Path, tmp_path: Path, converted: dict[str, Path],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Delta's checkpoints are Parquet files under the table, read by nothing that lists data
-    files: the sweep after a failure must leave them (without one, a table whose old commits
-    the purge cleaned up cannot be opened)."""
-    from deltalake import DeltaTable
-
-    flake = fresh("delta", converted, format_src, tmp_path / "d")
-    scrub = ["scrub", "--lake", str(flake.root), "--strategy", "delta", "--ids", "3,4",
-             "--logical-only"]
-    assert runner.invoke(app, scrub).exit_code == 0
-    rows = {t: get("delta").row_count(flake, t) for t in flake.tables()}
-    real = DeltaTable.cleanup_metadata
-
-    def stopped_after(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        real(self, *args, **kwargs)
-        raise KeyboardInterrupt  # Ctrl-C while the call ran surfaces when it returns
-
-    monkeypatch.setattr(DeltaTable, "cleanup_metadata", stopped_after)
-    purge = ["purge", "--lake", str(flake.root), "--strategy", "delta"]
-    assert runner.invoke(app, purge).exit_code != 0
-    monkeypatch.undo()
-    assert {t: get("delta").row_count(flake, t) for t in flake.tables()} == rows
-    assert runner.invoke(app, purge).exit_code == 0
-    assert run_audit(Lake.open(flake.root), np.array([3, 4]), names=False).clean
 
 
 def test_cli_two_steps(format_src: Path, tmp_path: Path) -> None:
@@ -545,13 +340,30 @@ def test_delta_large_key_sets_go_through_merge(format_src: Path, tmp_path: Path,
     ids = [4, 5, 6]
     keys = resolve_format_keys(flake, get("delta"), np.array(ids, np.int64))
     before = kept_checksums(flake, keys)
-    receipt, _ = run_format_scrub(flake, _request(ids), "delta")
+    receipt, _ = run_format_scrub(flake, erasure_request(ids), "delta")
     forms = {t: v.get("predicate", "") for t, v in receipt["logical"]["tables"].items()}
     assert forms["customers"].startswith("MERGE") and forms["actions"].startswith("MERGE")
     assert receipt["physical"]["verification"]["passed"]
     assert kept_checksums(flake, None) == before
     assert run_audit(Lake.open(flake.root), np.array(ids), names=False).clean
 
+
+
+def test_iceberg_reads_a_replaced_lake_not_the_catalog_it_opened_before(
+        format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
+    """A process keeps its Iceberg catalog open between table loads; a lake replaced under it
+    (restored from a copy, here after a DELETE) is read anew, not through the open catalog's
+    connection to the deleted catalog file."""
+    fmt = get("iceberg")
+    flake = fresh("iceberg", converted, format_src, tmp_path)
+    rows = fmt.row_count(flake, "transcripts")
+    catalog = fmt.catalog(flake)
+    assert fmt.catalog(flake) is catalog  # one catalog for the job's many loads
+    fmt.delete(flake, "transcripts", "customer_id", pa.array([3, 4], pa.int64()))
+    assert fmt.row_count(flake, "transcripts") < rows
+    flake = fresh("iceberg", converted, format_src, tmp_path)  # the lake as converted
+    assert fmt.row_count(flake, "transcripts") == rows
+    fmt.release(flake)
 
 # --- a format lake where it is not: copies, relative --out, --force --------------------------
 def test_copied_iceberg_lake_is_refused_and_neither_lake_is_touched(
@@ -624,164 +436,3 @@ def test_convert_force_replaces_only_a_previous_lake(format_src: Path, tmp_path:
     assert json.loads((previous / "_lake.json").read_text())["format"] == "delta"
 
 
-def _failing(step):  # noqa: ANN001, ANN202
-    """`step` (logical_step or physical_step) whose verification reports a failure."""
-    def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        tables, checks, seconds, verify_s = step(*args, **kwargs)
-        return tables, {**checks, "passed": False, "failures": ["injected"]}, seconds, verify_s
-    return run
-
-
-def test_a_failed_verification_still_writes_the_receipt_and_its_copy(
-        format_src: Path, tmp_path: Path, converted: dict[str, Path],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A step that fails verification exits 1 naming its receipt, written in the lake and to
-    --receipt with the failure in it; a failed purge leaves its jobs waiting for the next."""
-    import pipeline.format_scrub as fs
-
-    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
-    lake, copy = str(flake.root), tmp_path / "r.json"
-    scrub = ["scrub", "--lake", lake, "--strategy", "ducklake", "--receipt", str(copy)]
-    with monkeypatch.context() as m:
-        m.setattr(fs, "logical_step", _failing(fs.logical_step))
-        r = runner.invoke(app, [*scrub, "--ids", "7"])
-    assert r.exit_code == 1 and "logical step failed verification" in r.output, r.output
-    failed = json.loads(copy.read_text())
-    assert failed["state"] == "failed verification (logical step)"
-    assert failed["logical"]["verification"]["failures"] == ["injected"]
-    receipts = flake.root / "_scrub" / "receipts"
-    assert json.loads((receipts / f"{failed['job_id']}.failed-1.json").read_text()) == failed
-    r = runner.invoke(app, [*scrub, "--ids", "7"])  # re-run: finishes, keeps the failure
-    assert r.exit_code == 0, r.output
-    done = json.loads(copy.read_text())
-    assert done["job_id"] == failed["job_id"] and done["state"] == "physically deleted"
-    assert done["failed_attempts"] == [f"{failed['job_id']}.failed-1.json"]
-    # the rows the failed attempt's DELETEs took are the job's (its re-run deletes none)
-    erased = {t: (e["rows_before"], e["rows_deleted"], e["rows_after"])
-              for t, e in failed["logical"]["tables"].items()}
-    assert {t: (e["rows_before"], e["rows_deleted"], e["rows_after"])
-            for t, e in done["logical"]["tables"].items()} == erased
-    assert sum(n for _, n, _ in erased.values()) > 0
-    assert all(e["this_attempt"]["rows_deleted"] == 0
-               for e in done["logical"]["tables"].values() if e["rows_deleted"])
-
-    assert runner.invoke(app, [*scrub, "--ids", "8", "--logical-only"]).exit_code == 0
-    copy.unlink()
-    with monkeypatch.context() as m:
-        m.setattr(fs, "physical_step", _failing(fs.physical_step))
-        r = runner.invoke(app, ["purge", "--lake", lake, "--strategy", "ducklake",
-                                "--receipt", str(copy)])
-    out = " ".join(r.output.split())
-    assert r.exit_code == 1 and "purge failed verification" in out, out
-    assert "still wait for a purge" in out
-    purge = json.loads(copy.read_text())
-    assert purge["state"] == "failed verification (purge)"
-    assert purge["physical"]["verification"]["failures"] == ["injected"]
-    assert [j["still_pending"] for j in purge["jobs"]] == [True]
-    assert fs._pending(FormatLake.open(flake.root))  # the job still waits for a purge
-    r = runner.invoke(app, ["purge", "--lake", lake, "--strategy", "ducklake"])
-    assert r.exit_code == 0, r.output
-    assert not fs._pending(FormatLake.open(flake.root))
-
-
-def test_a_scrub_with_both_steps_finishes_the_jobs_waiting_for_a_purge(
-        format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
-    """Its purge rewrites what earlier --logical-only jobs left, so it finishes them: they
-    leave the pending list and their receipts say physically deleted, purged by this job."""
-    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
-    run_format_scrub(flake, _request([7]), "ducklake", logical_only=True)
-    receipt, _ = run_format_scrub(flake, _request([8]), "ducklake")
-    import pipeline.format_scrub as fs
-
-    assert not fs._pending(FormatLake.open(flake.root))
-    [earlier] = receipt["purged_pending_jobs"]
-    kept = json.loads((flake.root / "_scrub" / "receipts" / f"{earlier['job_id']}.json")
-                      .read_text())
-    assert kept["state"] == "physically deleted"
-    assert kept["purged_by"] == f"{receipt['job_id']}.json"
-    assert run_audit(Lake.open(flake.root), np.array([7, 8]), names=False).clean
-
-
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_bytes_on_disk_in_the_receipt_are_what_the_disk_holds(fmt: str, format_src: Path,
-                                                              tmp_path: Path,
-                                                              converted: dict[str, Path]
-                                                              ) -> None:
-    """DuckLake's catalog grew after the logical step's measure (the receipt said ~4 % less
-    than the disk held once the command ended)."""
-    flake = fresh(fmt, converted, format_src, tmp_path / fmt)
-    receipt, _ = run_format_scrub(flake, _request([5]), fmt, logical_only=True)
-    get(fmt).release(flake)
-    on_disk = sum(p.stat().st_size for p in flake.root.rglob("*") if p.is_file()
-                  and "_scrub" not in p.parts)
-    said = receipt["logical"]["bytes_on_disk_after"]
-    assert abs(on_disk - said) <= 64 * 1024, (on_disk, said)  # (the job's own journal aside)
-
-
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_a_job_killed_between_its_deletes_finishes_with_the_counts_of_the_whole_job(
-        fmt: str, format_src: Path, tmp_path: Path, converted: dict[str, Path]) -> None:
-    """SIGKILL after the first table's DELETE committed: another job is refused until the
-    killed one's command finishes it; the re-run's receipt counts the rows the killed
-    attempt deleted (a DELETE of rows already gone deletes none: it said 0 rows before)."""
-    flake = fresh(fmt, converted, format_src, tmp_path / fmt)
-    lake, ids = str(flake.root), "3,7,11"
-    scrub = ["scrub", "--lake", lake, "--strategy", fmt, "--ids", ids]
-    killed = run_cli(scrub, {"VOICESCRUB_CRASH_AT": "after_delete:1"}, tmp_path)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    digest = lake_digest(flake.root)
-    for other in (["scrub", "--lake", lake, "--strategy", fmt, "--ids", "5"],
-                  ["purge", "--lake", lake, "--strategy", fmt]):
-        r = runner.invoke(app, other)
-        assert r.exit_code == 2 and "was interrupted and has not finished" in r.output, \
-            r.output
-        assert lake_digest(flake.root) == digest
-    [killed_job] = Journal.unfinished(flake.root)
-    # resumed by its ids, though the receipt key changed since (set in another shell)
-    r = runner.invoke(app, [*scrub, "--receipt", str(tmp_path / "r.json")],
-                      env={"VOICESCRUB_RECEIPT_KEY": "5" * 64})
-    assert r.exit_code == 0, r.output
-    done = json.loads((tmp_path / "r.json").read_text())
-    assert done["job_id"] == killed_job
-    # the keys and ids as the first attempt resolved them, not from the emptied tables
-    assert done["request"]["unknown_ids"] == 0
-    assert all(k["count"] > 0 for k in done["keys_resolved"]), done["keys_resolved"]
-    pristine = FormatLake.open(converted[fmt])  # (Iceberg's: a conversion of its own)
-    tables = done["logical"]["tables"]
-    assert set(tables) == set(flake.tables())
-    for table, e in tables.items():
-        assert e["rows_before"] == get(fmt).row_count(pristine, table), table
-        assert e["rows_after"] == get(fmt).row_count(FormatLake.open(flake.root), table)
-        assert e["rows_deleted"] == e["rows_matched"] == e["rows_before"] - e["rows_after"]
-    first = next(iter(tables.values()))  # the killed attempt's DELETE
-    assert first["rows_deleted"] > 0 and first["this_attempt"]["rows_deleted"] == 0
-    assert [e.get("stopped_before_its_checks") for e in tables.values()] == \
-        [True] + [None] * (len(tables) - 1)
-    assert run_audit(Lake.open(flake.root), parse_ids(ids).ids, names=False).clean
-
-
-def test_a_re_run_does_not_pass_what_its_first_attempt_failed(
-        format_src: Path, tmp_path: Path, converted: dict[str, Path],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A DELETE that took a row it should have kept fails the job; its re-run, whose DELETE
-    finds nothing left to take, still checks the table against the first attempt's counts
-    and fails too: the lost row is not forgotten by running the command again."""
-    flake = fresh("ducklake", converted, format_src, tmp_path / "dl")
-    fmt_type = type(get("ducklake"))
-    real = fmt_type.delete
-    kept = int(pc.min(pq.read_table(format_src / "customers", columns=["customer_id"])
-                      ["customer_id"]).as_py())
-
-    def too_greedy(self, flake, table, column, keys):  # noqa: ANN001, ANN202
-        if column == "customer_id":  # one kept customer's rows go too
-            keys = pa.concat_arrays([keys, pa.array([kept], keys.type)])
-        return real(self, flake, table, column, keys)
-
-    scrub = ["scrub", "--lake", str(flake.root), "--strategy", "ducklake", "--ids", "7"]
-    with monkeypatch.context() as m:
-        m.setattr(fmt_type, "delete", too_greedy)
-        r = runner.invoke(app, scrub)
-    assert r.exit_code == 1 and "rows after, expected" in r.output, r.output
-    r = runner.invoke(app, scrub)
-    out = " ".join(r.output.split())
-    assert r.exit_code == 1 and "rows after, expected" in out, out

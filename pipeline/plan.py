@@ -28,7 +28,7 @@ from pipeline import bloom
 from pipeline.damage import UnreadableFile, UnreadableFiles, as_damage
 from pipeline.kernels import cached_njit
 from pipeline.lake import DataFile, Lake, open_parquet
-from pipeline.signals import raise_stop, stop_requests
+from pipeline.signals import raise_stop, stop_requests, unless_stopped
 
 Rule = tuple[str, str]  # (column, key kind)
 
@@ -313,7 +313,7 @@ class Planner:
         # Ctrl-C or SIGTERM stops the planning once the files in flight are done (it writes
         # nothing), not after every file of the lake
         with ThreadPoolExecutor(self.workers) as pool, stop_requests() as stop:
-            futures = [pool.submit(one, item) for item in work]
+            futures = [pool.submit(unless_stopped, stop, one, item) for item in work]
             pending = set(futures)
             while pending and stop.signum is None:
                 _, pending = wait(pending, timeout=0.2)

@@ -55,7 +55,7 @@ from pipeline.receipt import (
 )
 from pipeline.resolve import resolve_keys
 from pipeline.room import check_room, check_writable
-from pipeline.signals import StopRequest, exit_code_of, stop_requests
+from pipeline.signals import StopRequest, exit_code_of, stop_requests, unless_stopped
 from pipeline.strategies.base import RewriteResult, RewriteTask
 
 Progress = Callable[[str, int, int], None]
@@ -410,7 +410,8 @@ class _Execution:
             # follows them): the mapping tables are only read through, so that every
             # unreadable file is named at once.
             run = self.one if not unreadable else self.check_readable
-            futures = {pool.submit(run, *tasks[k]): k for k in wave}
+            # a task skipped after a stop returns None: the caller sees the stop and raises
+            futures = {pool.submit(unless_stopped, stop, run, *tasks[k]): k for k in wave}
             pending = set(futures)
             while pending:
                 if stop.signum is not None:

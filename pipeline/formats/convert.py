@@ -148,6 +148,19 @@ def _convert_tables(lake: Lake, fmt, out: Path, tables: list[str], done: list[in
                     tables={})
     flake = FormatLake(out, manifest, lake.lineage)
     t_start = time.perf_counter()
+    try:
+        _write_tables(lake, fmt, flake, tables, done, progress)
+        fmt.finish_conversion(flake)
+    finally:
+        fmt.release(flake)  # a failed conversion's lake is removed: nothing may hold it open
+    manifest["conversion_seconds"] = round(time.perf_counter() - t_start, 3)
+    flake.write_manifest()
+    return flake
+
+
+def _write_tables(lake: Lake, fmt, flake: FormatLake, tables: list[str],  # noqa: ANN001
+                  done: list[int], progress: Progress | None) -> None:
+    manifest = flake.manifest
     for i, table in enumerate(tables):
         if progress:
             progress(f"convert {table}", i, len(tables))
@@ -169,8 +182,3 @@ def _convert_tables(lake: Lake, fmt, out: Path, tables: list[str], done: list[in
             "partition_by": partition_by, "columns": schema.names,
             "source_writer": src["writer"], "seconds": round(time.perf_counter() - t0, 3)}
         done[0] = i + 1
-    fmt.finish_conversion(flake)
-    fmt.release(flake)
-    manifest["conversion_seconds"] = round(time.perf_counter() - t_start, 3)
-    flake.write_manifest()
-    return flake

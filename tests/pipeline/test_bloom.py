@@ -9,6 +9,7 @@ import ctypes
 import ctypes.util
 import shutil
 import struct
+from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from pipeline.intake import parse_ids
 from pipeline.lake import Lake
 from pipeline.plan import Planner, key_array
 from pipeline.scrub import plan_scrub
-from tests.pipeline.conftest import _make, snapshot
+from tests.pipeline.conftest import _make, _shared, snapshot
 from tests.pipeline.test_scrub import check_scrub
 
 _n = count()
@@ -254,13 +255,13 @@ def test_reader_without_footer_lengths_and_coalesced_reads(tmp_path: Path) -> No
 
 
 @pytest.fixture(scope="session")
-def bloom_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make(tmp_path_factory, "date", bloom_filters=True)
+def bloom_src(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield from _shared(_make(tmp_path_factory, "date", bloom_filters=True))
 
 
 @pytest.fixture(scope="session")
-def bloom_bucket_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make(tmp_path_factory, "bucket", buckets=8, bloom_filters=True)
+def bloom_bucket_src(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield from _shared(_make(tmp_path_factory, "bucket", buckets=8, bloom_filters=True))
 
 
 IDS = [3, 14, 15, 92, 10**9]

@@ -54,18 +54,22 @@ def test_another_process_waits_for_the_lock_to_use_the_cache(monkeypatch: pytest
         assert second.stdout.readline() == "imported\n"
         # the cache's load waits while this process holds the lock: seen as its blocked
         # request in /proc/locks (without the lock it would finish: no wait, however slow)
+        lock = index.parent / kernels.LOCK_NAME
         deadline = time.monotonic() + 60
-        while not _waits_for_a_flock(second.pid) and second.poll() is None \
+        while not _waits_for_a_flock(second.pid, lock) and second.poll() is None \
                 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _waits_for_a_flock(second.pid), f"not waiting (exit status {second.poll()})"
+        assert _waits_for_a_flock(second.pid, lock), f"not waiting ({second.poll()=})"
     assert second.communicate(timeout=60)[0] == "done\n" and second.returncode == 0
 
 
-def _waits_for_a_flock(pid: int) -> bool:
-    """A blocked flock() request of `pid`: `N: -> FLOCK ADVISORY WRITE <pid> ...`."""
+def _waits_for_a_flock(pid: int, path: Path) -> bool:
+    """`pid` waits to flock() `path`: `N: -> FLOCK ADVISORY WRITE <pid> <maj:min:inode> ...`
+    in /proc/locks (Linux)."""
+    inode = str(path.stat().st_ino)
     for line in Path("/proc/locks").read_text().splitlines():
         parts = line.split()
-        if parts[1:3] == ["->", "FLOCK"] and len(parts) > 5 and parts[5] == str(pid):
+        if parts[1:3] == ["->", "FLOCK"] and len(parts) > 6 and parts[5] == str(pid) \
+                and parts[6].rsplit(":", 1)[-1] == inode:
             return True
     return False

@@ -1,5 +1,7 @@
 """Fault injection for the crash tests: VOICESCRUB_CRASH_AT=<point>:<n>[:<signal>] sends the
-process SIGKILL (or the named signal, e.g. INT or TERM) the n-th time it reaches <point>.
+process SIGKILL (or the named signal, e.g. INT or TERM) the n-th time it reaches <point>. A
+named signal goes to the thread at the point, so it lands there before the point returns, as
+a Ctrl-C that arrives while that thread runs.
 Unset (always, outside tests), it costs one lookup. Read at each point, not at import: the
 crash tests fork their jobs from a process that imported this module before the variable
 was set."""
@@ -25,5 +27,7 @@ def crashpoint(name: str) -> None:
     with _lock:
         _counts[name] = _counts.get(name, 0) + 1
         hit = _counts[name] == int(n or 1)
-    if hit:
-        os.kill(os.getpid(), getattr(signal, f"SIG{sig or 'KILL'}"))
+    if hit and sig:
+        signal.pthread_kill(threading.get_ident(), getattr(signal, f"SIG{sig}"))
+    elif hit:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
@@ -32,6 +33,23 @@ class StopRequest:
     """Set by Ctrl-C or SIGTERM (see `stop_requests`): the signal's number, else None."""
 
     signum: int | None = None
+    _seen: socket.socket | None = None  # where the interpreter writes each signal it catches
+
+    def noted(self) -> bool:
+        """Whether a stop arrived, from any thread, at once. The Python-level handler that sets
+        `signum` runs in the main thread only when that thread next runs Python code, which
+        can take up to its 0.2 s wait; the interpreter's C-level handler writes the signal's
+        number to the wakeup socket as the signal lands, in whichever thread takes it."""
+        seen = self._seen
+        if self.signum is None and seen is not None:
+            try:
+                caught = seen.recv(64, socket.MSG_PEEK)  # peeked: a stop stays noted
+            except OSError:  # nothing written yet (non-blocking), or the block has ended
+                caught = b""
+            stops = [b for b in caught if b in (signal.SIGINT, signal.SIGTERM)]
+            if stops:
+                self.signum = stops[0]
+        return self.signum is not None
 
 
 @contextmanager
@@ -50,18 +68,27 @@ def stop_requests() -> Iterator[StopRequest]:
     except ValueError:  # not the main thread: signals are not this code's to take
         yield request
         return
+    seen, wakeup = socket.socketpair()
+    seen.setblocking(False)
+    wakeup.setblocking(False)
+    before = signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
+    request._seen = seen
     try:
         yield request
     finally:
+        signal.set_wakeup_fd(before)
         for s, handler in previous.items():
             signal.signal(s, handler)
+        request._seen = None
+        seen.close()
+        wakeup.close()
 
 
 def unless_stopped(stop: StopRequest, fn: Callable[..., T], *args: object) -> T | None:
-    """`fn(*args)`, or None without calling it once a stop was requested: a pool's worker
-    starts no new file after Ctrl-C. The handler notes the signal at once, but the loop that
-    reads the note wakes only every 0.2 s, and workers took several more files meanwhile."""
-    return None if stop.signum is not None else fn(*args)
+    """`fn(*args)`, or None without calling it once a stop arrived: a pool's worker starts no
+    new file after Ctrl-C. Asked through `noted`, which sees the signal as it lands: the loop
+    that reads `signum` wakes only every 0.2 s, and workers took several more files meanwhile."""
+    return None if stop.noted() else fn(*args)
 
 
 def raise_stop(signum: int) -> NoReturn:

@@ -17,9 +17,9 @@ import pytest
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-# The tests' files go to memory when it has room: the suite writes ~1.2 GB at its peak, and
-# on disk the journal's, the commits' and the engines' fsyncs made it 30-45 s slower (5.0-5.2
-# against 5.7-5.9 min, both measured with `make test`'s command in session 22). The scrub's
+# The tests' files go to memory when it has room: the suite holds ~1.2 GB at its peak, and
+# on this machine's ext4 disk it took 30-45 s longer, with ~40 s more system time (5.0-5.4
+# against 5.7-5.9 min, `make test` and its pytest command, 2026-11-28). The scrub's
 # file operations are the same on tmpfs (rename, hard links, fsync, flock); a full disk is
 # simulated in the tests that need one. VOICESCRUB_TEST_TMP names another directory, and an
 # explicit TMPDIR or --basetemp is kept.

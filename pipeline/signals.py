@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
-import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
@@ -32,23 +33,29 @@ def terminate_as_interrupt() -> Iterator[None]:
 class StopRequest:
     """Set by Ctrl-C or SIGTERM (see `stop_requests`): the signal's number, else None."""
 
-    signum: int | None = None
-    _seen: socket.socket | None = None  # where the interpreter writes each signal it catches
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._seen: int | None = None  # a pipe the interpreter writes each caught signal to
+        self._lock = threading.Lock()
 
     def noted(self) -> bool:
         """Whether a stop arrived, from any thread, at once. The Python-level handler that sets
         `signum` runs in the main thread only when that thread next runs Python code, which
         can take up to its 0.2 s wait; the interpreter's C-level handler writes the signal's
-        number to the wakeup socket as the signal lands, in whichever thread takes it."""
-        seen = self._seen
-        if self.signum is None and seen is not None:
-            try:
-                caught = seen.recv(64, socket.MSG_PEEK)  # peeked: a stop stays noted
-            except OSError:  # nothing written yet (non-blocking), or the block has ended
+        number to the wakeup pipe as the signal lands, in whichever thread takes it."""
+        if self.signum is None:
+            # read and noted in one step (another worker then sees signum set), and never
+            # from a pipe the block's end has closed
+            with self._lock:
                 caught = b""
-            stops = [b for b in caught if b in (signal.SIGINT, signal.SIGTERM)]
-            if stops:
-                self.signum = stops[0]
+                try:
+                    while self._seen is not None and (chunk := os.read(self._seen, 4096)):
+                        caught += chunk
+                except BlockingIOError:  # read to its end
+                    pass
+                stops = [b for b in caught if b in (signal.SIGINT, signal.SIGTERM)]
+                if stops and self.signum is None:
+                    self.signum = stops[0]
         return self.signum is not None
 
 
@@ -63,25 +70,32 @@ def stop_requests() -> Iterator[StopRequest]:
     def note(signum: int, frame: object) -> None:  # noqa: ARG001 (a signal handler's signature)
         request.signum = signum
 
+    # a pipe, not a socket: it holds 64 KiB of one-byte writes, a socket's buffer a few
+    # hundred (each write is a packet), and a signal written to a full one is lost
+    seen, wakeup = os.pipe()
     try:
-        previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: signals are not this code's to take
-        yield request
-        return
-    seen, wakeup = socket.socketpair()
-    seen.setblocking(False)
-    wakeup.setblocking(False)
-    before = signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
-    request._seen = seen
-    try:
-        yield request
+        os.set_blocking(seen, False)
+        os.set_blocking(wakeup, False)
+        try:
+            previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: signals are not this code's to take
+            yield request
+            return
+        try:
+            before = signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
+            try:
+                request._seen = seen
+                yield request
+            finally:
+                signal.set_wakeup_fd(before)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
     finally:
-        signal.set_wakeup_fd(before)
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        request._seen = None
-        seen.close()
-        wakeup.close()
+        with request._lock:
+            request._seen = None
+        os.close(seen)
+        os.close(wakeup)
 
 
 def unless_stopped(stop: StopRequest, fn: Callable[..., T], *args: object) -> T | None:

@@ -23,8 +23,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -129,15 +131,21 @@ def count_matches(flake: FormatLake, fmt: TableFormat, table: str, column: str,
 
 def _files_checksum(paths: list[str],
                     drop: tuple[str, pa.Array] | None = None) -> tuple[int, int]:
-    """(rows, checksum) of the rows of Parquet files, minus rows holding a key (`drop`)."""
-    rows, total = 0, 0
-    for p in paths:
-        t = _without_views(pq.read_table(p))
+    """(rows, checksum) of the rows of Parquet files, minus rows holding a key (`drop`). One
+    file per core at a time: the reads and the checksum's loops run outside the GIL (a
+    DELETE's check read its files one at a time: ~40 % of a Delta job on two cores)."""
+    def one(p: str) -> tuple[int, int]:
+        t = _without_views(pq.read_table(p, use_threads=False))
         t = t.select(sorted(t.column_names))  # engines may order columns differently
         if drop is not None and drop[0] in t.column_names:
             t = t.filter(pc.invert(match(t[drop[0]], drop[1])))
-        rows += t.num_rows
-        total = add64(total, row_checksum(t))
+        return t.num_rows, row_checksum(t)
+
+    rows, total = 0, 0
+    with ThreadPoolExecutor(max(1, min(len(paths), os.cpu_count() or 1))) as pool:
+        for n, checksum in pool.map(one, paths):
+            rows += n
+            total = add64(total, checksum)
     return rows, total
 
 

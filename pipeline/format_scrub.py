@@ -26,8 +26,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +60,10 @@ from pipeline.strategies.base import add64
 
 PENDING = "purge_pending.json"
 PRESENT = "_present"  # the journal's name for the requested ids some table held
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class FormatVerificationError(RuntimeError):
@@ -100,21 +107,26 @@ def files_holding_keys(flake: FormatLake, fmt: TableFormat,
         if not rules:
             continue
         columns = list(dict.fromkeys(c for c, _ in rules))
-        for name in fmt.data_files(flake, table):
-            path = Path(name)
-            with pq.ParquetFile(path) as pf:
-                if set(columns) <= set(pf.schema_arrow.names):
-                    t = _without_views(pf.read(columns=columns))
-                    holds, gone = 0, np.zeros(t.num_rows, bool)
-                    for c, k in rules:  # in the order the DELETEs run: each takes what is left
-                        hit = match_np(t[c], k) & ~gone
-                        holds += bool(hit.any())
-                        gone |= hit
-                else:
-                    holds = len(rules)
+        paths = [Path(name) for name in fmt.data_files(flake, table)]
+        held = per_file(partial(_rules_holding, rules=rules, columns=columns), paths)
+        for path, holds in zip(paths, held, strict=True):
             size = path.stat().st_size
             out += [(path, size)] * (holds if fmt.delete_rewrites else min(holds, 1))
     return out
+
+
+def _rules_holding(path: Path, rules: list[tuple[str, pa.Array]], columns: list[str]) -> int:
+    """How many of a table's DELETEs (rules) find rows in one file."""
+    with pq.ParquetFile(path) as pf:
+        if not set(columns) <= set(pf.schema_arrow.names):
+            return len(rules)
+        t = _without_views(pf.read(columns=columns, use_threads=False))
+    holds, gone = 0, np.zeros(t.num_rows, bool)
+    for c, k in rules:  # in the order the DELETEs run: each takes what is left
+        hit = match_np(t[c], k) & ~gone
+        holds += bool(hit.any())
+        gone |= hit
+    return holds
 
 
 def files_to_purge(flake: FormatLake, fmt: TableFormat) -> list[tuple[Path, int]]:
@@ -142,11 +154,17 @@ def _files_checksum(paths: list[str],
         return t.num_rows, row_checksum(t)
 
     rows, total = 0, 0
-    with ThreadPoolExecutor(max(1, min(len(paths), os.cpu_count() or 1))) as pool:
-        for n, checksum in pool.map(one, paths):
-            rows += n
-            total = add64(total, checksum)
+    for n, checksum in per_file(one, paths):
+        rows += n
+        total = add64(total, checksum)
     return rows, total
+
+
+def per_file(fn: Callable[[T], R], paths: list[T]) -> list[R]:
+    """`fn` of each file, in order, one file per core at a time: Arrow's reads and the
+    compiled loops run outside the GIL."""
+    with ThreadPoolExecutor(max(1, min(len(paths), os.cpu_count() or 1))) as pool:
+        return list(pool.map(fn, paths))
 
 
 def _without_views(t: pa.Table) -> pa.Table:
